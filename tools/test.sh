@@ -11,7 +11,9 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0 PIP_D
 step() { printf '\n== %s\n' "$*"; }
 
 step "install (constraints.txt pins the CPU build of torch)"
-python -m pip install -q -c constraints.txt -e ".[dev]"
+log=$(mktemp)
+python -m pip install -q -c constraints.txt -e ".[dev]" >"$log" 2>&1 || { cat "$log"; echo "FAIL: install"; exit 1; }
+rm -f "$log"
 
 step "notebooks clean, library and README in sync"
 snapshot() { { git status --porcelain -- nbs gwae README.md; git diff -- nbs gwae README.md; } | md5sum; }
