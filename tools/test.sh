@@ -29,10 +29,7 @@ if [ "$before" != "$(snapshot)" ]; then
 fi
 
 step "forbidden content"
-if grep -rlE --include='*.ipynb' --include='*.py' '(^|[^#])\s*(import torchvision|from torchvision|from fastai\.vision|import fastai\.vision)' nbs gwae tests bench tools 2>/dev/null | grep -v '^tools/test.sh$'; then
-  echo "FAIL: torchvision / fastai.vision imported in the files above (their compiled ops do not load on the CPU torch)."
-  exit 1
-fi
+python tools/check_imports.py
 if grep -rl --include='*.ipynb' 'widget-view+json' nbs; then
   echo "FAIL: saved widget outputs in the notebooks above (clear them: their random ids churn on every run)."
   exit 1
