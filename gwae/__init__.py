@@ -1,1 +1,8 @@
+"""Gromov-Wasserstein Autoencoders in PyTorch and fastai, with the baselines, datasets and metrics to judge them
+
+Modules:
+
+- `gwae.nets`: Encoders, decoders and the spectral-norm critic of the official GWAE code, for 28, 32 and 64 px images with any channel count, plus MLP versions for vector data.
+- `gwae.priors`: The latent priors of GWAE: standard normal, neural (NP), factorized neural (FNP) and Gaussian mixture (GMP), all sampled by reparameterisation so that gradients reach their parameters."""
+
 __version__ = "0.1.0"
