@@ -16,7 +16,8 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
 # %% auto #0
-__all__ = ['GroundTruthDataset']
+__all__ = ['GroundTruthDataset', 'render_sprites', 'DSprites', 'hsv_to_rgb', 'Shapes3D', 'resize_images', 'convert_channels',
+           'ImageTransform', 'split_idxs', 'Subset', 'BatchDataLoader', 'get_dls']
 
 # %% ../nbs/01_data.ipynb #3b713bb1
 def _check_rng(rng)->np.random.Generator|np.random.RandomState:
@@ -130,3 +131,399 @@ class GroundTruthDataset(torch.utils.data.Dataset):
     def __repr__(self)->str:
         grid = ' x '.join(f"{n}={s}" for n, s in zip(self.factor_names, self.factor_sizes))
         return f"{type(self).__name__}({grid}, image_shape={self.image_shape}, source={self.source!r})"
+
+# %% ../nbs/01_data.ipynb #bb1b35dc
+_SQUARE_HALF = 9.6                    # px at scale 1: side 19.2, area 369
+_ELLIPSE_AXES = (7.35, 12.86)         # px at scale 1 (horizontal, vertical semi-axes): area 297, aspect 1.75
+_HEART_SCALE, _HEART_HALF, _HEART_RES = 0.63, 11.0, 512  # heart bitmap: [-11, 11]^2 px at 512^2 texels
+
+def _heart_bitmap()->torch.Tensor:
+    "Inside-mask of the parametric heart on a fine grid (rows: v downwards from +11 px), built once."
+    global _HEART
+    if _HEART is None:
+        from matplotlib.path import Path
+        t = np.linspace(0, 2 * np.pi, 721)
+        x = 16 * np.sin(t) ** 3
+        y = 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
+        x, y = _HEART_SCALE * x, _HEART_SCALE * (y - (y.max() + y.min()) / 2)  # centre the bounding box
+        g = (np.arange(_HEART_RES) + 0.5) / _HEART_RES * 2 * _HEART_HALF - _HEART_HALF
+        u, v = np.meshgrid(g, g)
+        inside = Path(np.stack([x, y], 1)).contains_points(np.stack([u.ravel(), v.ravel()], 1))
+        _HEART = torch.from_numpy(inside.reshape(_HEART_RES, _HEART_RES))
+    return _HEART
+_HEART = None
+
+def _inside_sprite(shape:int, u:torch.Tensor, v:torch.Tensor)->torch.Tensor:
+    "Whether sprite-frame points (u right, v up, px at scale 1) are inside shape 0 square, 1 ellipse or 2 heart."
+    if shape == 0: return torch.maximum(u.abs(), v.abs()) <= _SQUARE_HALF
+    if shape == 1: return (u / _ELLIPSE_AXES[0]) ** 2 + (v / _ELLIPSE_AXES[1]) ** 2 <= 1
+    iu = ((u + _HEART_HALF) * (_HEART_RES / (2 * _HEART_HALF))).floor().long()
+    iv = ((v + _HEART_HALF) * (_HEART_RES / (2 * _HEART_HALF))).floor().long()
+    ok = (iu >= 0) & (iu < _HEART_RES) & (iv >= 0) & (iv < _HEART_RES)
+    return _heart_bitmap()[iv.clamp(0, _HEART_RES - 1), iu.clamp(0, _HEART_RES - 1)] & ok
+
+def render_sprites(
+    shape:np.ndarray, # (N,) int: 0 square, 1 ellipse, 2 heart
+    scale:np.ndarray, # (N,) float: size relative to the largest sprite
+    angle:np.ndarray, # (N,) float: radians, counter-clockwise on screen
+    pos_x:np.ndarray, # (N,) float in [0, 1]: left to right
+    pos_y:np.ndarray, # (N,) float in [0, 1]: top to bottom
+    supersample:int=4, # sub-samples per pixel side
+)->torch.Tensor: # (N, 1, 64, 64) float32 in {0, 1}
+    "Rasterise dSprites sprites analytically with supersampling (vectorised over the batch)."
+    N, win, S = len(shape), 32, supersample
+    cx = torch.from_numpy(16 + 32 * np.asarray(pos_x, np.float64)).float()
+    cy = torch.from_numpy(16 + 32 * np.asarray(pos_y, np.float64)).float()
+    x0, y0 = torch.floor(cx).long() - win // 2, torch.floor(cy).long() - win // 2  # window corner, inside the canvas
+    sub = (torch.arange(win * S, dtype=torch.float32) + 0.5) / S
+    dx = (x0[:, None] + sub) - cx[:, None]  # (N, win*S) along columns
+    dy = cy[:, None] - (y0[:, None] + sub)  # (N, win*S) along rows, pointing up
+    a = np.mod(np.asarray(angle, np.float64), 2 * np.pi)  # 2*pi -> exactly 0: same image as angle 0
+    c = torch.from_numpy(np.cos(a)).float()[:, None, None]
+    s = torch.from_numpy(np.sin(a)).float()[:, None, None]
+    k = torch.from_numpy(np.asarray(scale, np.float64)).float()[:, None, None]
+    X, Y = dx[:, None, :], dy[:, :, None]
+    u, v = (X * c + Y * s) / k, (Y * c - X * s) / k  # screen -> sprite frame (rotate by -angle, unscale)
+    inside = torch.zeros(N, win * S, win * S, dtype=torch.bool)
+    shape = np.asarray(shape)
+    for sh in np.unique(shape):
+        m = torch.from_numpy(shape == sh)
+        inside[m] = _inside_sprite(int(sh), u[m], v[m])
+    lit = (inside.view(N, win, S, win, S).float().mean((2, 4)) >= 0.5).float()
+    out = torch.zeros(N, 1, 64, 64)
+    rows = (y0[:, None] + torch.arange(win))[:, :, None]
+    cols = (x0[:, None] + torch.arange(win))[:, None, :]
+    out[torch.arange(N)[:, None, None], 0, rows, cols] = lit
+    return out
+
+# %% ../nbs/01_data.ipynb #3b99b267
+class DSprites(GroundTruthDataset):
+    "dSprites generated on demand on the official factor grid (shape, scale, orientation, posX, posY)."
+    factor_names = ('shape', 'scale', 'orientation', 'posX', 'posY')
+    factor_sizes = (3, 6, 40, 32, 32)
+    factor_values = (np.array([1., 2., 3.]), np.linspace(0.5, 1, 6), np.linspace(0, 2 * np.pi, 40),
+                     np.linspace(0, 1, 32), np.linspace(0, 1, 32))
+    image_shape = (1, 64, 64)
+    source = 'generated'
+    shape_names = ('square', 'ellipse', 'heart')
+
+    def __init__(self, supersample:int=4): # sub-samples per pixel side (4: 16 per pixel)
+        if not isinstance(supersample, (int, np.integer)) or supersample < 1:
+            raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
+        self.supersample = int(supersample)
+
+    def images_from_factors(self, classes)->torch.Tensor:
+        "Render the (N, 1, 64, 64) binary images of (N, 5) factor classes."
+        c = self.check_factors(classes)
+        v = [vals[c[:, k]] for k, vals in enumerate(self.factor_values)]
+        return render_sprites(c[:, 0], v[1], v[2], v[3], v[4], self.supersample)
+
+# %% ../nbs/01_data.ipynb #235dc211
+_SKY = torch.tensor([153., 226., 249.]) / 255
+_ROOM, _WALL_H = 4.0, 2.0                       # walls at x, z = +-4, 2 high; floor y = 0
+_CAM_R, _CAM_H, _CAM_AIM, _FOV, _AZ0 = 5.0, 1.0, 0.6, 40.0, 35.0  # orbit radius, height, aim height, fov, azimuth at 0
+_AMB, _K_KEY, _K_FILL = 0.25, 0.55, 0.45       # ambient, key light, camera fill light
+_BOUND_C, _BOUND_R = 0.6, 0.86                  # every object lies in the sphere of radius 0.86 s about (0, 0.6 s, 0)
+_EPS, _INF = 1e-4, float('inf')
+
+def _unit(v:torch.Tensor)->torch.Tensor: return v / v.norm(dim=-1, keepdim=True)
+def _dot(a:torch.Tensor, b:torch.Tensor)->torch.Tensor: return (a * b).sum(-1)
+
+def _key_light()->torch.Tensor:
+    "Direction towards the key light: upper left, behind the object, as seen by the camera at orientation 0."
+    a, (r, u, f) = math.radians(_AZ0), (-0.6, 1.1, 0.5)  # (right, up, forward) in that camera's frame
+    return _unit(torch.tensor([-r * math.cos(a) + f * math.sin(a), u, r * math.sin(a) + f * math.cos(a)]))
+_KEY = _key_light()
+
+def hsv_to_rgb(
+    hue:torch.Tensor|np.ndarray, # (...) hues in [0, 1)
+)->torch.Tensor: # (..., 3) RGB of the saturated colour HSV(hue, 1, 1)
+    "Fully saturated, full-value colours of hues."
+    h = torch.as_tensor(hue, dtype=torch.float32) * 6
+    return torch.stack([(h - 3).abs() - 1, 2 - (h - 2).abs(), 2 - (h - 4).abs()], -1).clamp(0, 1)
+
+# %% ../nbs/01_data.ipynb #4fbd92f5
+def _camera_rays(
+    azimuth:float, # camera azimuth in degrees (orientation factor value)
+    res:int, # rays per image side
+)->tuple[torch.Tensor, torch.Tensor]: # origins and unit directions, (res*res, 3) each, row-major from the top
+    a = math.radians(azimuth + _AZ0)
+    pos = torch.tensor([-_CAM_R * math.sin(a), _CAM_H, -_CAM_R * math.cos(a)])
+    fwd = _unit(torch.tensor([0., _CAM_AIM, 0.]) - pos)
+    right = _unit(torch.linalg.cross(fwd, torch.tensor([0., 1., 0.])))
+    up = torch.linalg.cross(right, fwd)
+    g = ((torch.arange(res) + 0.5) / res * 2 - 1) * math.tan(math.radians(_FOV / 2))
+    d = fwd + g[None, :, None] * right - g[:, None, None] * up
+    return pos.expand(res * res, 3), _unit(d.reshape(-1, 3))
+
+def _hit_room(o:torch.Tensor, d:torch.Tensor):
+    "Nearest floor or wall hit: distance (inf: sky), normal, layer (0 sky, 1 floor, 2 wall)."
+    t = torch.where(d[:, 1] < -1e-9, -o[:, 1] / d[:, 1], _INF)
+    n = torch.tensor([0., 1., 0.]).expand_as(d)
+    layer = torch.ones(len(o), dtype=torch.long)
+    for ax in (0, 2):
+        for sgn in (-1., 1.):
+            dd = torch.where(d[:, ax].abs() < 1e-9, 1e-9, d[:, ax])
+            tw = (sgn * _ROOM - o[:, ax]) / dd
+            y = o[:, 1] + tw * d[:, 1]
+            tw = torch.where((sgn * d[:, ax] > 0) & (tw > _EPS) & (y >= 0) & (y <= _WALL_H), tw, _INF)
+            closer = tw < t
+            nw = torch.zeros(3); nw[ax] = -sgn
+            t, n = torch.where(closer, tw, t), torch.where(closer[:, None], nw, n)
+            layer = torch.where(closer, 2, layer)
+    return t, n, torch.where(torch.isinf(t), 0, layer)
+
+# %% ../nbs/01_data.ipynb #b6673c83
+def _pick(t, n, t2, n2):
+    "Keep the nearer of two (distance, normal) hits."
+    m = t2 < t
+    return torch.where(m, t2, t), torch.where(m[:, None], n2, n)
+
+def _hit_sphere(o, d, c, r):
+    oc = o - c
+    b = _dot(oc, d); disc = b * b - (_dot(oc, oc) - r * r); sq = disc.clamp(min=0).sqrt()
+    t = torch.where(-b - sq > _EPS, -b - sq, -b + sq)
+    t = torch.where((disc >= 0) & (t > _EPS), t, _INF)
+    return t, (o + t[:, None] * d - c) / r[:, None]
+
+def _hit_side(o, d, r, y0, y1):
+    "Outside of the vertical cylinder of radius r about the y axis, between heights y0 and y1."
+    a = (d[:, 0] ** 2 + d[:, 2] ** 2).clamp(min=1e-12)
+    b = o[:, 0] * d[:, 0] + o[:, 2] * d[:, 2]
+    disc = b * b - a * (o[:, 0] ** 2 + o[:, 2] ** 2 - r * r)
+    t = (-b - disc.clamp(min=0).sqrt()) / a
+    y = o[:, 1] + t * d[:, 1]
+    t = torch.where((disc >= 0) & (t > _EPS) & (y >= y0) & (y <= y1), t, _INF)
+    p = o + torch.where(torch.isinf(t), 0, t)[:, None] * d
+    return t, torch.stack([p[:, 0], torch.zeros_like(r), p[:, 2]], -1) / r[:, None]
+
+def _hit_cube(o, d, s):
+    h = 0.42 * s
+    lo = torch.stack([-h, torch.zeros_like(h), -h], -1); hi = torch.stack([h, 2 * h, h], -1)
+    inv = 1 / torch.where(d.abs() < 1e-9, 1e-9, d)
+    t1, t2 = (lo - o) * inv, (hi - o) * inv
+    tmin, axis = torch.minimum(t1, t2).max(-1)
+    tmax = torch.maximum(t1, t2).min(-1).values
+    n = torch.zeros_like(d).scatter_(1, axis[:, None], -torch.sign(d.gather(1, axis[:, None])))
+    return torch.where((tmax >= tmin) & (tmin > _EPS), tmin, _INF), n
+
+def _hit_cylinder(o, d, s):
+    r, h = 0.42 * s, 0.84 * s
+    t, n = _hit_side(o, d, r, 0, h)
+    tc = (h - o[:, 1]) / torch.where(d[:, 1].abs() < 1e-9, -1e-9, d[:, 1])  # top cap
+    p = o + tc[:, None] * d
+    tc = torch.where((tc > _EPS) & (p[:, 0] ** 2 + p[:, 2] ** 2 <= r * r) & (o[:, 1] > h), tc, _INF)
+    return _pick(t, n, tc, torch.tensor([0., 1., 0.]).expand_as(n))
+
+def _hit_ball(o, d, s):
+    r = 0.47 * s
+    return _hit_sphere(o, d, torch.stack([torch.zeros_like(r), r, torch.zeros_like(r)], -1), r)
+
+def _hit_capsule(o, d, s):
+    r, L = 0.34 * s, 0.68 * s
+    t, n = _hit_side(o, d, r, r, r + L)
+    z = torch.zeros_like(r)
+    for cy in (r, r + L): t, n = _pick(t, n, *_hit_sphere(o, d, torch.stack([z, cy, z], -1), r))
+    return t, n
+
+_HITS = (_hit_cube, _hit_cylinder, _hit_ball, _hit_capsule)
+
+def _hit_object(o, d, shape, s):
+    "Nearest object hit (distance, normal) for rays with per-ray shape class and scale; culled by a bounding sphere."
+    t, n = torch.full((len(o),), _INF), torch.zeros_like(o)
+    c = torch.stack([torch.zeros_like(s), _BOUND_C * s, torch.zeros_like(s)], -1)
+    near = torch.isfinite(_hit_sphere(o, d, c, _BOUND_R * s)[0]) | (_dot(o - c, o - c) <= (_BOUND_R * s) ** 2)
+    for k, hit in enumerate(_HITS):
+        m = ((shape == k) & near).nonzero()[:, 0]
+        if len(m): t[m], n[m] = hit(o[m], d[m], s[m])
+    return t, n
+
+# %% ../nbs/01_data.ipynb #5b2f57d3
+def _render_weights(
+    rooms:list, # per image: (origins, directions, room distance, room normal, room layer) of its orientation
+    shape:np.ndarray, # (N,) int shape classes
+    scale:np.ndarray, # (N,) float scale values
+    res:int, supersample:int,
+)->torch.Tensor: # (N, 4, res, res): weights of the sky, floor, wall and object colours
+    N, R = len(shape), res * supersample
+    o, d, t, n, layer = [torch.cat(z) for z in zip(*rooms)]
+    sh = torch.from_numpy(np.asarray(shape)).repeat_interleave(R * R)
+    s = torch.from_numpy(np.asarray(scale, np.float32)).repeat_interleave(R * R)
+    to, no = _hit_object(o, d, sh, s)
+    obj = to < t
+    t, n, layer = torch.where(obj, to, t), torch.where(obj[:, None], no, n), torch.where(obj, 3, layer)
+    p = o + torch.where(torch.isinf(t), 0, t)[:, None] * d
+    ts, _ = _hit_object(p + 1e-3 * n, _KEY.expand_as(p), sh, s)  # shadow rays towards the key light
+    lit = torch.where((layer != 3) & torch.isfinite(ts), 0., 1.)
+    to_cam = o - p; dist = to_cam.norm(dim=-1).clamp(min=1e-6)
+    fill = (_dot(n, to_cam) / dist).clamp(min=0) * (40 / (30 + dist ** 2))
+    shade = _AMB + _K_KEY * _dot(n, _KEY).clamp(min=0) * lit + _K_FILL * fill
+    shade = torch.where(layer == 0, 1., shade)
+    w = torch.zeros(len(o), 4).scatter_(1, layer[:, None], shade[:, None])
+    return w.view(N, R, R, 4).permute(0, 3, 1, 2).reshape(N, 4, res, supersample, res, supersample).mean((3, 5))
+
+class Shapes3D(GroundTruthDataset):
+    "3D Shapes generated on demand on the official factor grid by a small ray caster."
+    factor_names = ('floor_hue', 'wall_hue', 'object_hue', 'scale', 'shape', 'orientation')
+    factor_sizes = (10, 10, 10, 8, 4, 15)
+    factor_values = (np.linspace(0, 0.9, 10), np.linspace(0, 0.9, 10), np.linspace(0, 0.9, 10),
+                     np.linspace(0.75, 1.25, 8), np.arange(4.), np.linspace(-30, 30, 15))
+    image_shape = (3, 64, 64)
+    source = 'generated'
+    shape_names = ('cube', 'cylinder', 'sphere', 'capsule')
+
+    def __init__(self,
+        supersample:int=2, # sub-samples per pixel side
+        cache:bool=True, # keep the weight maps of each (orientation, shape, scale) once rendered (at most 31 MB)
+    ):
+        if not isinstance(supersample, (int, np.integer)) or supersample < 1:
+            raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
+        self.supersample, self.cache = int(supersample), cache
+        self._rooms, self._weights = {}, {}
+
+    def _room(self, o:int):
+        "Rays and room hits of orientation class `o`, cached (15 in all)."
+        if o not in self._rooms:
+            rays = _camera_rays(float(self.factor_values[5][o]), self.image_shape[1] * self.supersample)
+            self._rooms[o] = (*rays, *_hit_room(*rays))
+        return self._rooms[o]
+
+    def layer_weights(self, classes)->torch.Tensor:
+        "Weight maps (N, 4, 64, 64) of the sky, floor, wall and object colours for (N, 6) factor classes."
+        c = self.check_factors(classes)
+        keys = np.ravel_multi_index((c[:, 5], c[:, 4], c[:, 3]), (15, 4, 8))
+        todo = np.unique(keys) if self.cache else keys
+        todo = [k for k in todo if k not in self._weights] if self.cache else todo
+        if len(todo):
+            o, sh, sc = np.unravel_index(np.asarray(todo), (15, 4, 8))
+            w = _render_weights([self._room(int(i)) for i in o], sh, self.factor_values[3][sc],
+                                self.image_shape[1], self.supersample)
+            if not self.cache: return w
+            self._weights.update(zip(todo, w))
+        return torch.stack([self._weights[k] for k in keys]) if len(keys) else torch.zeros(0, 4, *self.image_shape[1:])
+
+    def images_from_factors(self, classes)->torch.Tensor:
+        "Render the (N, 3, 64, 64) RGB images of (N, 6) factor classes."
+        c = self.check_factors(classes)
+        w = self.layer_weights(c)
+        hues = [torch.from_numpy(self.factor_values[k][c[:, k]]) for k in range(3)]
+        colours = torch.stack([_SKY.expand(len(c), 3), *[hsv_to_rgb(h) for h in hues]], 1)  # (N, 4, 3)
+        return torch.einsum('nlhw,nlc->nchw', w, colours).clamp(0, 1)
+
+# %% ../nbs/01_data.ipynb #81fa228b
+def resize_images(
+    x:torch.Tensor, # (N, C, H, W) images
+    size:int|tuple[int, int], # output side, or (height, width)
+)->torch.Tensor: # (N, C, *size)
+    "Resize a batch: area interpolation to shrink, bilinear to enlarge (pure torch)."
+    hw = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(hw) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in hw):
+        raise ValueError(f"size must be a positive integer or a (height, width) pair, got {size!r}")
+    if x.ndim != 4: raise ValueError(f"images must have shape (N, C, H, W), got {tuple(x.shape)}")
+    if tuple(x.shape[-2:]) == hw: return x
+    if hw[0] <= x.shape[-2] and hw[1] <= x.shape[-1]: return F.interpolate(x, size=hw, mode='area')
+    return F.interpolate(x, size=hw, mode='bilinear', align_corners=False).clamp(x.min(), x.max())
+
+_LUMA = (0.299, 0.587, 0.114)
+
+def convert_channels(
+    x:torch.Tensor, # (N, C, H, W) images with C in {1, 3}
+    channels:int, # 1 (grey) or 3 (RGB)
+)->torch.Tensor: # (N, channels, H, W)
+    "Grey to RGB by repetition, RGB to grey by ITU-R 601 luma."
+    if channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    c = x.shape[1]
+    if c == channels: return x
+    if c == 1: return x.expand(-1, 3, -1, -1).contiguous()
+    if c == 3: return (x * x.new_tensor(_LUMA)[None, :, None, None]).sum(1, keepdim=True)
+    raise ValueError(f"can only convert 1- or 3-channel images, got {c} channels")
+
+class ImageTransform:
+    "Batch transform `(images, targets) -> (images, targets)`: to float in [0, 1], then resize and convert channels."
+    def __init__(self, size:int|tuple[int, int]|None=None, channels:int|None=None):
+        if channels is not None and channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        if size is not None: resize_images(torch.zeros(1, 1, 1, 1), size)  # validates size
+        self.size, self.channels = size, channels
+
+    def __call__(self, b):
+        x, *rest = b
+        if x.dtype == torch.uint8: x = x.float() / 255
+        if self.channels is not None: x = convert_channels(x, self.channels)
+        if self.size is not None: x = resize_images(x, self.size)
+        return (x, *rest)
+
+    def __repr__(self): return f"ImageTransform(size={self.size}, channels={self.channels})"
+
+# %% ../nbs/01_data.ipynb #68c02f95
+def split_idxs(
+    n:int, # number of items
+    fractions:Sequence[float]=(0.9, 0.1), # one fraction per part, summing to 1
+    seed:int=0, # seed of the permutation
+)->tuple[np.ndarray, ...]: # disjoint index arrays covering range(n)
+    "Seeded random split of `range(n)` into parts of the given fractions."
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.ndim != 1 or len(fr) < 1 or (fr < 0).any() or abs(fr.sum() - 1) > 1e-6:
+        raise ValueError(f"fractions must be non-negative and sum to 1, got {tuple(fractions)}")
+    if not isinstance(n, (int, np.integer)) or n < 0: raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    perm = np.random.default_rng(seed).permutation(int(n))
+    cuts = np.round(np.cumsum(fr)[:-1] * n).astype(int)
+    return tuple(np.split(perm, cuts))
+
+# %% ../nbs/01_data.ipynb #68213769
+class Subset(torch.utils.data.Dataset):
+    "The items `idxs` of `dataset`, keeping its batched `get_batch` when it has one."
+    def __init__(self, dataset, idxs):
+        self.dataset, self.idxs = dataset, np.asarray(idxs, dtype=np.int64)
+    def __len__(self)->int: return len(self.idxs)
+    def __getitem__(self, i:int): return self.dataset[int(self.idxs[i])]
+    @property
+    def batched(self)->bool: return hasattr(self.dataset, 'get_batch')
+    def get_batch(self, indices): return self.dataset.get_batch(self.idxs[np.asarray(indices, dtype=np.int64)])
+
+class BatchDataLoader(DataLoader):
+    "fastai `DataLoader` that fetches a whole batch with the dataset's `get_batch` when the dataset has one."
+    @property
+    def _batched(self)->bool: return getattr(self.dataset, 'batched', hasattr(self.dataset, 'get_batch'))
+    def create_item(self, s): return s if self._batched else super().create_item(s)
+    def create_batch(self, b): return tuple(self.dataset.get_batch(b)) if self._batched else super().create_batch(b)
+    def retain(self, res, b): return res if self._batched else super().retain(res, b)
+
+def get_dls(
+    dataset:torch.utils.data.Dataset, # map-style dataset of (image, target) items
+    bs:int=64, # batch size
+    splits:Sequence[Sequence[int]]|None=None, # index arrays (train, valid[, test]); default: `valid_pct` at random
+    valid_pct:float=0.1, # validation fraction when `splits` is None
+    test_dataset:torch.utils.data.Dataset|None=None, # a separate test set (e.g. MNIST's official one), used whole
+    size:int|tuple[int, int]|None=None, # resize batches to this side (None: keep)
+    channels:int|None=None, # convert batches to 1 or 3 channels (None: keep)
+    seed:int=0, # seeds the random split, the subset and the training shuffle
+    n_items:int|None=None, # keep at most this many items per split (a seeded random subset)
+    num_workers:int=0, # worker processes per loader
+    drop_last:bool=True, # drop the training set's last incomplete batch (when it has a full one)
+    device=None, # move batches to this device (None: leave them where they are made)
+)->DataLoaders: # train, valid[, test]; the test loader is `dls[2]` and `dls.test`
+    "fastai `DataLoaders` with seeded splits and shuffling, resizing and channel conversion."
+    if not isinstance(bs, (int, np.integer)) or bs < 1: raise ValueError(f"bs must be a positive integer, got {bs!r}")
+    if n_items is not None and (not isinstance(n_items, (int, np.integer)) or n_items < 1):
+        raise ValueError(f"n_items must be a positive integer or None, got {n_items!r}")
+    if splits is None:
+        if not 0 <= valid_pct < 1: raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct!r}")
+        splits = split_idxs(len(dataset), (1 - valid_pct, valid_pct), seed)
+    if not 2 <= len(splits) <= 3: raise ValueError(f"splits must hold 2 or 3 index arrays (train, valid[, test]), got {len(splits)}")
+    sets = [(dataset, np.asarray(s, dtype=np.int64)) for s in splits]
+    if test_dataset is not None:
+        if len(sets) == 3: raise ValueError("give a test split or a test_dataset, not both")
+        sets.append((test_dataset, np.arange(len(test_dataset))))
+    rng, tfm, loaders = np.random.default_rng(seed), ImageTransform(size, channels), []
+    for i, (ds, idxs) in enumerate(sets):
+        if len(idxs) and (idxs.min() < 0 or idxs.max() >= len(ds)):
+            raise ValueError(f"split {i} has indices outside 0..{len(ds) - 1}")
+        if n_items is not None and len(idxs) > n_items: idxs = np.sort(rng.choice(idxs, n_items, replace=False))
+        train = i == 0
+        dl = BatchDataLoader(Subset(ds, idxs), bs=bs, shuffle=train, drop_last=train and drop_last and len(idxs) >= bs,
+                             num_workers=num_workers, after_batch=tfm, device=device)
+        dl.rng = __import__('random').Random(seed + i)
+        loaders.append(dl)
+    dls = DataLoaders(*loaders, device=device)
+    if len(loaders) == 3: dls.test = loaders[2]
+    return dls
