@@ -511,7 +511,7 @@ def write_dsprites_fixture(
             f['imgs'], f['latents/classes'], f['latents/values'] = imgs, classes, values
     return path
 
-# %% ../nbs/01a_datafiles.ipynb #94e7fdb0
+# %% ../nbs/01a_datafiles.ipynb #2f8c45a7
 SHAPES3D_FACTORS = {'floor_hue': np.linspace(0, 0.9, 10), 'wall_hue': np.linspace(0, 0.9, 10),
                     'object_hue': np.linspace(0, 0.9, 10), 'scale': np.linspace(0.75, 1.25, 8),
                     'shape': np.arange(4.), 'orientation': np.linspace(-30, 30, 15)}
@@ -523,12 +523,15 @@ def digitize_to_grid(
     tol:float=0.25, # largest allowed distance to the nearest grid value, in grid steps
 )->np.ndarray:
     "Class index of each value (the nearest grid value); `DataFileError` if a value is off the grid."
-    step = np.diff(grid).min() if len(grid) > 1 else 1.0
-    c = np.abs(np.asarray(values, np.float64)[:, None] - grid[None]).argmin(1)
+    values, grid = np.asarray(values, np.float64), np.asarray(grid, np.float64)
+    if len(grid) == 1: c, step = np.zeros(len(values), np.int64), 1.0
+    else:
+        hi = np.clip(np.searchsorted(grid, values), 1, len(grid) - 1)
+        c, step = np.where(np.abs(values - grid[hi - 1]) <= np.abs(values - grid[hi]), hi - 1, hi), np.diff(grid).min()
     off = np.abs(values - grid[c]) / step
     if (~np.isfinite(off)).any() or (off > tol).any():
         i = int(np.argmax(np.where(np.isfinite(off), off, np.inf)))
-        raise DataFileError(f"{name}: value {values[i]!r} (row {i}) is not on the grid {np.round(grid, 4).tolist()}")
+        raise DataFileError(f"{name}: value {float(values[i])} (row {i}) is not on the grid {np.round(grid, 4).tolist()}")
     return c.astype(np.int64)
 
 class Shapes3DFile(GroundTruthDataset):
