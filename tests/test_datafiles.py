@@ -408,10 +408,15 @@ def test_celeba_missing_and_broken_images(tmp_path):
 def test_imageset_channels_and_checks():
     rgb = np.random.default_rng(0).integers(0, 256, (2, 10, 10, 3), dtype=np.uint8)
     s = ImageSet(rgb, np.zeros(2), 'generated:t', channels=1)
-    torch.testing.assert_close(s[0][0][0], torch.from_numpy(rgb[0]).float().mean(-1) / 255)
+    luma = rgb[0].astype(np.float64) @ [0.299, 0.587, 0.114] / 255  # ITU-R 601, as gwae.data.convert_channels
+    torch.testing.assert_close(s[0][0][0].double(), torch.from_numpy(luma), atol=1e-6, rtol=0)
+    xb, yb = ImageSet(rgb, np.array([4, 5]), 't', size=5).get_batch([1, 0, 1])
+    assert xb.shape == (3, 3, 5, 5) and yb.tolist() == [5, 4, 5]
+    torch.testing.assert_close(xb[1], torch.from_numpy(rgb[0]).permute(2, 0, 1).float().div(255).reshape(3, 5, 2, 5, 2).mean((2, 4)))
     with pytest.raises(ValueError, match='channels'): ImageSet(rgb, np.zeros(2), 't', channels=2)
     with pytest.raises(ValueError, match='size'): ImageSet(rgb, np.zeros(2), 't', size=0)
     with pytest.raises(IndexError): s[2]
+    with pytest.raises(TypeError): s[0.5]
     with pytest.raises(DataFileError, match='uint8'): ImageSet(rgb.astype(float), np.zeros(2), 't')[0]
 
 
@@ -423,10 +428,21 @@ def test_load_dispatch(tmp_path):
 
 def test_digitize_matches_brute_force_nearest():
     rng = np.random.default_rng(0)
-    for grid in df.SHAPES3D_FACTORS.values():
+    for grid in df.Shapes3D.factor_values:
         c = rng.integers(0, len(grid), 1000)
         step = np.diff(grid).min()
         v = grid[c] + rng.uniform(-0.24, 0.24, 1000) * step
         np.testing.assert_array_equal(df.digitize_to_grid(v, grid), np.abs(v[:, None] - grid).argmin(1))
         np.testing.assert_array_equal(df.digitize_to_grid(v, grid), c)
     np.testing.assert_array_equal(df.digitize_to_grid(np.array([1.0, 1.1]), np.array([1.0]), tol=0.2), [0, 0])
+
+
+def test_file_datasets_feed_gwae_data_loaders(tmp_path):
+    from gwae.data import get_dls
+    _mnist_dir(tmp_path / 'mnist', n=12)
+    dls = get_dls(load_mnist(tmp_path), bs=4, valid_pct=0.25, size=32, channels=3, seed=0)
+    x, y = dls.train.one_batch()
+    assert x.shape == (4, 3, 32, 32) and y.shape == (4,) and 0 <= x.min() <= x.max() <= 1
+    d = DSpritesFile(df.write_dsprites_fixture(tmp_path / 'd.hdf5', SIZES))
+    x, f = get_dls(d, bs=8, seed=0).valid.one_batch()
+    assert x.shape == (8, 1, 8, 8) and f.shape == (8, 5)
