@@ -338,15 +338,27 @@ def _hit_object(o, d, shape, s):
         if len(m): t[m], n[m] = hit(o[m], d[m], s[m])
     return t, n
 
-# %% ../nbs/01_data.ipynb #5b2f57d3
+# %% ../nbs/01_data.ipynb #d492d317
+def _shade(n, o, p, lit):
+    "Ambient + key light (where `lit`) + camera fill light falling off with distance, at points `p` with normals `n`."
+    to_cam = o - p; dist = to_cam.norm(dim=-1).clamp(min=1e-6)
+    fill = (_dot(n, to_cam) / dist).clamp(min=0) * (40 / (30 + dist ** 2))
+    return _AMB + _K_KEY * _dot(n, _KEY).clamp(min=0) * lit + _K_FILL * fill
+
+def _pool(w:torch.Tensor, res:int, supersample:int)->torch.Tensor:
+    "(N, 4, R*R) sub-pixel weights -> (N, 4, res, res) pixel means."
+    return F.avg_pool2d(w.reshape(len(w), 4, res * supersample, res * supersample), supersample)
+
 def _render_weights(
-    rooms:list, # per image: (origins, directions, room distance, room normal, room layer) of its orientation
+    azimuths:np.ndarray, # (N,) camera azimuths (orientation values, degrees)
     shape:np.ndarray, # (N,) int shape classes
     scale:np.ndarray, # (N,) float scale values
     res:int, supersample:int,
 )->torch.Tensor: # (N, 4, res, res): weights of the sky, floor, wall and object colours
+    "Reference ray caster: every ray against room and object, a shadow ray from every hit."
     N, R = len(shape), res * supersample
-    o, d, t, n, layer = [torch.cat(z) for z in zip(*rooms)]
+    o, d = [torch.cat(z) for z in zip(*[_camera_rays(float(a), R) for a in azimuths])]
+    t, n, layer = _hit_room(o, d)
     sh = torch.from_numpy(np.asarray(shape)).repeat_interleave(R * R)
     s = torch.from_numpy(np.asarray(scale, np.float32)).repeat_interleave(R * R)
     to, no = _hit_object(o, d, sh, s)
@@ -354,13 +366,61 @@ def _render_weights(
     t, n, layer = torch.where(obj, to, t), torch.where(obj[:, None], no, n), torch.where(obj, 3, layer)
     p = o + torch.where(torch.isinf(t), 0, t)[:, None] * d
     ts, _ = _hit_object(p + 1e-3 * n, _KEY.expand_as(p), sh, s)  # shadow rays towards the key light
-    lit = torch.where((layer != 3) & torch.isfinite(ts), 0., 1.)
-    to_cam = o - p; dist = to_cam.norm(dim=-1).clamp(min=1e-6)
-    fill = (_dot(n, to_cam) / dist).clamp(min=0) * (40 / (30 + dist ** 2))
-    shade = _AMB + _K_KEY * _dot(n, _KEY).clamp(min=0) * lit + _K_FILL * fill
-    shade = torch.where(layer == 0, 1., shade)
+    shade = torch.where(layer == 0, 1., _shade(n, o, p, torch.where((layer != 3) & torch.isfinite(ts), 0., 1.)))
     w = torch.zeros(len(o), 4).scatter_(1, layer[:, None], shade[:, None])
-    return w.view(N, R, R, 4).permute(0, 3, 1, 2).reshape(N, 4, res, supersample, res, supersample).mean((3, 5))
+    return _pool(w.view(N, R * R, 4).transpose(1, 2), res, supersample)
+
+def _orientation_pass(
+    azimuth:float, # degrees
+    res:int, supersample:int,
+    s_max:float, # largest object scale: candidates are found against its bounding sphere
+)->dict:
+    "Everything about one camera that does not depend on the object: pooled room weights and candidate rays."
+    R = res * supersample
+    o, d = _camera_rays(azimuth, R)
+    t, n, layer = _hit_room(o, d)
+    p = o + torch.where(torch.isinf(t), 0, t)[:, None] * d
+    lit, dark = [torch.where(layer == 0, 1., _shade(n, o, p, torch.tensor(v))) for v in (1., 0.)]
+    c, r = torch.tensor([0., _BOUND_C * s_max, 0.]), torch.tensor([_BOUND_R * s_max]).expand(len(o))
+    near = torch.isfinite(_hit_sphere(o, d, c, r)[0]) | (_dot(o - c, o - c) <= r ** 2)
+    q = p + 1e-3 * n
+    shadowable = (layer != 0) & (torch.isfinite(_hit_sphere(q, _KEY.expand_as(q), c, r)[0]) | (_dot(q - c, q - c) <= r ** 2))
+    pix = (torch.arange(R * R) // R // supersample) * res + torch.arange(R * R) % R // supersample  # ray -> pixel
+    w = torch.zeros(4, R * R).scatter_(0, layer[None], lit[None])
+    fields = dict(o=o, d=d, t=t, n=n, p=p, layer=layer, lit=lit, dark=dark, pix=pix, i=torch.arange(R * R))
+    return dict(w=_pool(w[None], res, supersample)[0].reshape(4, -1), R=R,
+                obj={k: v[near] for k, v in fields.items()}, shadow={k: v[shadowable] for k, v in fields.items()})
+
+def _gather(passes:list, key:str)->tuple[torch.Tensor, dict]:
+    "Concatenate the candidate rays `key` of each image: the image number of each ray and its fields."
+    parts = [q[key] for q in passes]
+    img = torch.repeat_interleave(torch.arange(len(passes)), torch.tensor([len(p['i']) for p in parts]))
+    return img, {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+def _render_weights_culled(
+    passes:list, # per image: `_orientation_pass` of its orientation
+    shape:np.ndarray, # (N,) int shape classes
+    scale:np.ndarray, # (N,) float scale values
+    res:int, supersample:int,
+)->torch.Tensor: # (N, 4, res, res), equal to `_render_weights`
+    "Add the object and its shadow to the cached room weights, ray-casting candidate rays only."
+    N, R = len(passes), passes[0]['R']
+    sh, s = torch.from_numpy(np.asarray(shape)), torch.from_numpy(np.asarray(scale, np.float32))
+    w, area = torch.stack([q['w'] for q in passes]), supersample ** 2
+    img, f = _gather(passes, 'obj')
+    to, no = _hit_object(f['o'], f['d'], sh[img], s[img])
+    m = to < f['t']
+    img_o, f = img[m], {k: v[m] for k, v in f.items()}
+    covered = torch.zeros(N, R * R, dtype=torch.bool)
+    covered[img_o, f['i']] = True
+    w.index_put_((img_o, f['layer'], f['pix']), -f['lit'] / area, accumulate=True)  # the room point is hidden ...
+    shade = _shade(no[m], f['o'], f['o'] + to[m][:, None] * f['d'], torch.tensor(1.))
+    w.index_put_((img_o, torch.full_like(img_o, 3), f['pix']), shade / area, accumulate=True)  # ... by the object
+    img, f = _gather(passes, 'shadow')
+    ts, _ = _hit_object(f['p'] + 1e-3 * f['n'], _KEY.expand_as(f['p']), sh[img], s[img])
+    m = torch.isfinite(ts) & ~covered[img, f['i']]
+    w.index_put_((img[m], f['layer'][m], f['pix'][m]), (f['dark'][m] - f['lit'][m]) / area, accumulate=True)
+    return w.view(N, 4, res, res)
 
 class Shapes3D(GroundTruthDataset):
     "3D Shapes generated on demand on the official factor grid by a small ray caster."
@@ -371,6 +431,7 @@ class Shapes3D(GroundTruthDataset):
     image_shape = (3, 64, 64)
     source = 'generated'
     shape_names = ('cube', 'cylinder', 'sphere', 'capsule')
+    _chunk = 64 # combinations ray-cast together (bounds the memory of one call)
 
     def __init__(self,
         supersample:int=2, # sub-samples per pixel side
@@ -379,27 +440,28 @@ class Shapes3D(GroundTruthDataset):
         if not isinstance(supersample, (int, np.integer)) or supersample < 1:
             raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
         self.supersample, self.cache = int(supersample), cache
-        self._rooms, self._weights = {}, {}
+        self._passes, self._weights = {}, {}
 
-    def _room(self, o:int):
-        "Rays and room hits of orientation class `o`, cached (15 in all)."
-        if o not in self._rooms:
-            rays = _camera_rays(float(self.factor_values[5][o]), self.image_shape[1] * self.supersample)
-            self._rooms[o] = (*rays, *_hit_room(*rays))
-        return self._rooms[o]
+    def _pass(self, o:int)->dict:
+        "The object-independent pass of orientation class `o`, cached (15 in all)."
+        if o not in self._passes:
+            self._passes[o] = _orientation_pass(float(self.factor_values[5][o]), self.image_shape[1], self.supersample,
+                                                float(self.factor_values[3].max()))
+        return self._passes[o]
+
+    def _render(self, keys:np.ndarray)->torch.Tensor:
+        o, sh, sc = np.unravel_index(np.asarray(keys, dtype=np.int64), (15, 4, 8))
+        return torch.cat([_render_weights_culled([self._pass(int(j)) for j in o[b:b + self._chunk]], sh[b:b + self._chunk],
+                                                 self.factor_values[3][sc[b:b + self._chunk]], self.image_shape[1], self.supersample)
+                          for b in range(0, len(keys), self._chunk)] or [torch.zeros(0, 4, *self.image_shape[1:])])
 
     def layer_weights(self, classes)->torch.Tensor:
         "Weight maps (N, 4, 64, 64) of the sky, floor, wall and object colours for (N, 6) factor classes."
         c = self.check_factors(classes)
         keys = np.ravel_multi_index((c[:, 5], c[:, 4], c[:, 3]), (15, 4, 8))
-        todo = np.unique(keys) if self.cache else keys
-        todo = [k for k in todo if k not in self._weights] if self.cache else todo
-        if len(todo):
-            o, sh, sc = np.unravel_index(np.asarray(todo), (15, 4, 8))
-            w = _render_weights([self._room(int(i)) for i in o], sh, self.factor_values[3][sc],
-                                self.image_shape[1], self.supersample)
-            if not self.cache: return w
-            self._weights.update(zip(todo, w))
+        if not self.cache: return self._render(keys)
+        todo = [k for k in np.unique(keys) if k not in self._weights]
+        if todo: self._weights.update(zip(todo, self._render(np.array(todo))))
         return torch.stack([self._weights[k] for k in keys]) if len(keys) else torch.zeros(0, 4, *self.image_shape[1:])
 
     def images_from_factors(self, classes)->torch.Tensor:
