@@ -1,5 +1,4 @@
-"""The Gromov-Wasserstein distortion that GWAE minimises: memory-light pairwise distances with safe gradients, the
-scaled estimator with its learned coefficient, and exact/entropic GW through POT as the reference.
+"""The GW distortion GWAE minimises: pairwise distances with safe gradients, the scaled estimator, and POT references.
 
 Docs: https://gwae-dev.github.io/gwae/gw.html.md"""
 
