@@ -210,7 +210,7 @@ class Grid:
     def __init__(self): self.calls = []
     def sample_factors(self, n, rng):
         self.calls.append(n)
-        return np.stack([rng.integers(s, size=n) for s in self.factor_sizes], 1)
+        return np.stack([rng.randint(s, size=n) for s in self.factor_sizes], 1)
     def images_from_factors(self, classes):
         return torch.tensor(np.asarray(classes) / 6.0, dtype=torch.float32).reshape(len(classes), 1, 1, 2)
 
@@ -227,7 +227,7 @@ def test_apply_batched_restores_mixed_training_flags_even_on_error():
 
 def test_sample_codes_batches_like_dlib():
     ds = Grid()
-    codes, factors = sample_codes(representation(Lin(np.eye(2))), ds, 50, np.random.default_rng(0), batch_size=16)
+    codes, factors = sample_codes(ds, representation(Lin(np.eye(2))), 50, np.random.RandomState(0), batch_size=16)
     assert ds.calls == [16, 16, 16, 2]
     assert codes.shape == (50, 2) and factors.shape == (50, 2)
     np.testing.assert_allclose(codes, factors / 6.0, rtol=1e-6)
@@ -235,7 +235,7 @@ def test_sample_codes_batches_like_dlib():
 
 def test_sample_codes_rejects_nan_codes():
     with pytest.raises(ValueError, match='NaN/inf codes'):
-        sample_codes(lambda x: np.full((len(x), 2), np.nan), Grid(), 4, np.random.default_rng(0))
+        sample_codes(Grid(), lambda x: np.full((len(x), 2), np.nan), 4, np.random.RandomState(0))
 
 
 @pytest.fixture
@@ -247,8 +247,8 @@ def spy_metrics():
     def split_metric(c_tr, f_tr, c_te, f_te):
         seen['split'] = (len(c_tr), len(c_te))
         return {'n': len(c_tr) + len(c_te)}
-    def dataset_metric(dataset, represent, rng, num_train, batch_size):
-        seen['dataset'] = (type(dataset).__name__, num_train, batch_size, isinstance(rng, np.random.Generator))
+    def dataset_metric(dataset, represent, num_train, batch_size, seed=0):
+        seen['dataset'] = (type(dataset).__name__, num_train, batch_size, seed)
         return {'train_accuracy': float(represent(dataset.images_from_factors(np.zeros((1, 2), int))).sum())}
     register_metric('t_codes', codes_metric, 'codes', dict(num_train=1000, batch_size=16), scale=2.0)
     register_metric('t_split', split_metric, 'split', dict(num_train=1000, num_test=500, batch_size=16))
@@ -264,16 +264,33 @@ def test_evaluate_conventions_protocol_and_record(spy_metrics, tmp_path):
     assert model.training  # flags restored
     assert spy_metrics['codes'] == ((100, 2), (100, 2))
     assert spy_metrics['split'] == (100, 33)
-    assert spy_metrics['dataset'] == ('Grid', 10, 64, True)
+    assert spy_metrics['dataset'] == ('Grid', 10, 64, 7)  # the run's seed is passed on
     assert list(df.columns) == ['metric', 'key', 'value', 'seed']
     assert df.key.tolist() == ['score', 'n', 'train_accuracy']  # non-scalars and bools are not rows
     np.testing.assert_allclose(df.value.iloc[0], 2.0, rtol=1e-6)  # identity codes, kwargs passed
     rec = evaluation_record(df, tmp_path / 'eval.json')
     assert rec['protocol']['t_split'] == dict(num_train=100, num_test=33, batch_size=16)
-    assert rec['estimators']['t_codes'].endswith('codes_metric')
+    assert rec['estimators']['t_codes'].endswith('codes_metric(scale=2.0)')
     assert rec['dataset'] == dict(cls='Grid', source='generated', factor_names=['u', 'v'], factor_sizes=[3, 7])
     assert {'torch', 'numpy', 'sklearn', 'gwae'} <= set(rec['versions'])
     assert json.loads((tmp_path / 'eval.json').read_text()) == json.loads(json.dumps(rec))
+
+
+def test_evaluate_draws_train_then_test_from_one_random_state():
+    "dlib's stream: RandomState(seed), batches of 16, the train sample first, then the test sample."
+    got = {}
+    def split_metric(c_tr, f_tr, c_te, f_te, seed):
+        got.update(f_tr=f_tr, f_te=f_te, seed=seed)
+        return {}
+    def codes_only(codes): got['codes_only'] = codes.shape; return {'d': codes.shape[1]}
+    register_metric('t_stream', split_metric, 'split', dict(num_train=40, num_test=20, batch_size=16))
+    register_metric('t_only', codes_only, 'codes_only', dict(num_train=12, batch_size=16))
+    try: df = evaluate(Lin(np.eye(2)), Grid(), ['t_stream', 't_only'], seed=11)
+    finally: METRICS.pop('t_stream'); METRICS.pop('t_only')
+    rs, ds = np.random.RandomState(11), Grid()
+    expected = np.concatenate([ds.sample_factors(n, rs) for n in (16, 16, 8, 16, 4)])
+    np.testing.assert_array_equal(np.r_[got['f_tr'], got['f_te']], expected)
+    assert got['seed'] == 11 and got['codes_only'] == (12, 2) and df.value.tolist() == [2.0]
 
 
 def test_evaluate_is_seeded(spy_metrics):
@@ -303,7 +320,7 @@ def test_evaluate_psnr_official_batches():
     class Shift(Lin):
         def reconstruct(self, x): return x + 0.1 * (torch.arange(len(x)) % 2 == 0).float().view(-1, 1, 1, 1) + 1e-3
     df = evaluate(Shift(np.eye(2)), Grid(), ['psnr'], overrides={'psnr': {'num_test': 40}})
-    x = Grid().images_from_factors(Grid().sample_factors(40, np.random.default_rng(0)))
+    x = Grid().images_from_factors(Grid().sample_factors(40, np.random.RandomState(0)))
     # batches restart the even/odd pattern at every 32: the metric sees the same reconstructions as below
     x_hat = torch.cat([Shift(np.eye(2)).reconstruct(x[:32]), Shift(np.eye(2)).reconstruct(x[32:])])
     np.testing.assert_allclose(df.value.item(), psnr(x, x_hat, batch_size=32), rtol=1e-6)
