@@ -25,9 +25,9 @@ from .core import Config, param, seed_everything
 __all__ = ['INCEPTION_SHA1', 'METRICS', 'as_array', 'psnr_per_image', 'psnr', 'gaussian_frechet_distance', 'frechet_distance',
            'model_device', 'eval_mode', 'apply_batched', 'inception_input', 'InceptionFeatures', 'SmallClassifier',
            'fit_feature_classifier', 'ModuleFeatures', 'fid', 'ood_auroc', 'ood_roc_curve', 'standard_normal_nll',
-           'calinski_harabasz_curve', 'distance_pairs', 'distance_distortion', 'check_dataset', 'representation',
-           'sample_codes', 'MetricSpec', 'register_metric', 'library_versions', 'evaluate', 'evaluation_record',
-           'EvalConfig']
+           'model_ood_auroc', 'calinski_harabasz_curve', 'distance_pairs', 'distance_distortion', 'check_dataset',
+           'representation', 'sample_codes', 'MetricSpec', 'register_metric', 'library_versions', 'evaluate',
+           'evaluation_record', 'EvalConfig']
 
 # %% ../nbs/08a_evaluation.ipynb #eb6e961f
 def as_array(
@@ -277,6 +277,18 @@ def standard_normal_nll(z)->np.ndarray:
     "Negative log-density of each row of `z` (N, D) under N(0, I): the official VAE-family OoD score."
     z = as_array(z, 'z', ndim=2)
     return 0.5 * (z**2 + np.log(2 * np.pi)).sum(1)
+
+# %% ../nbs/08a_evaluation.ipynb #ed13e6c9
+def model_ood_auroc(
+    model:nn.Module, # has `anomaly_score(x)` or `embed(x)`
+    images_in:torch.Tensor, # (N_in, C, H, W) in-distribution test images
+    images_out:torch.Tensor, # (N_out, C, H, W) out-of-distribution images
+    batch_size:int=64, # images per call
+)->dict:
+    "OoD AUROC of a model's anomaly score (or the N(0, I) NLL of its codes when it has none)."
+    if hasattr(model, 'anomaly_score'): score, name = lambda x: apply_batched(model, 'anomaly_score', x, batch_size).flatten().numpy(), 'anomaly_score'
+    else: score, name = lambda x: standard_normal_nll(apply_batched(model, 'embed', x, batch_size).flatten(1)), 'standard_normal_nll(embed)'
+    return ood_auroc(score(images_in), score(images_out)) | dict(score=name)
 
 # %% ../nbs/08a_evaluation.ipynb #2c095552
 def calinski_harabasz_curve(

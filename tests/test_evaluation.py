@@ -12,8 +12,8 @@ from sklearn.metrics import calinski_harabasz_score
 
 from gwae.evaluation import (METRICS, InceptionFeatures, ModuleFeatures, apply_batched, calinski_harabasz_curve,
                              distance_distortion, distance_pairs, evaluate, evaluation_record, fid, frechet_distance,
-                             gaussian_frechet_distance, inception_input, ood_auroc, ood_roc_curve, psnr,
-                             psnr_per_image, register_metric, sample_codes, representation, standard_normal_nll)
+                             gaussian_frechet_distance, inception_input, model_ood_auroc, ood_auroc, ood_roc_curve, psnr,
+                             psnr_per_image, register_metric, representation, sample_codes, standard_normal_nll)
 
 
 def random_spd(rng, d, rank=None):
@@ -152,6 +152,17 @@ def test_standard_normal_nll_matches_scipy():
     z = np.random.default_rng(2).normal(size=(10, 4))
     ref = -scipy.stats.multivariate_normal(np.zeros(4), np.eye(4)).logpdf(z)
     np.testing.assert_allclose(standard_normal_nll(torch.tensor(z)), ref, rtol=1e-12)
+
+
+def test_model_ood_auroc_uses_anomaly_score_in_eval_mode():
+    class M(nn.Module):
+        def __init__(self): super().__init__(); self.drop = nn.Dropout(0.99)
+        def embed(self, x): return x.flatten(1)
+        def anomaly_score(self, x): return self.drop(x.flatten(1)).sum(1)  # dropout would scramble it in train mode
+    m = M().train()
+    x_in, x_out = torch.rand(30, 1, 3, 3), 1 + torch.rand(20, 1, 3, 3)
+    res = model_ood_auroc(m, x_in, x_out, batch_size=7)
+    assert res == dict(auroc=1.0, n_in=30, n_out=20, score='anomaly_score') and m.training
 
 
 def test_ood_bad_input():
