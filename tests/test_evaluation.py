@@ -13,7 +13,8 @@ from sklearn.metrics import calinski_harabasz_score
 from gwae.evaluation import (METRICS, InceptionFeatures, ModuleFeatures, apply_batched, calinski_harabasz_curve,
                              distance_distortion, distance_pairs, evaluate, evaluation_record, fid, frechet_distance,
                              gaussian_frechet_distance, inception_input, model_ood_auroc, ood_auroc, ood_roc_curve, psnr,
-                             psnr_per_image, register_metric, representation, sample_codes, standard_normal_nll)
+                             psnr_per_image, register_metric, representation, standard_normal_nll)
+from gwae.metrics import sample_codes
 
 
 def random_spd(rng, d, rank=None):
@@ -244,9 +245,13 @@ def test_sample_codes_batches_like_dlib():
     np.testing.assert_allclose(codes, factors / 6.0, rtol=1e-6)
 
 
-def test_sample_codes_rejects_nan_codes():
-    with pytest.raises(ValueError, match='NaN/inf codes'):
-        sample_codes(Grid(), lambda x: np.full((len(x), 2), np.nan), 4, np.random.RandomState(0))
+def test_evaluate_rejects_nan_codes():
+    class Broken(Lin):
+        def embed(self, x): return torch.full((len(x), 2), float('nan'))
+    register_metric('t_nan', lambda c, f: {}, 'codes', dict(num_train=8, batch_size=4))
+    try:
+        with pytest.raises(ValueError, match='NaN'): evaluate(Broken(np.eye(2)), Grid(), ['t_nan'])
+    finally: METRICS.pop('t_nan')
 
 
 @pytest.fixture
