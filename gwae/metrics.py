@@ -101,7 +101,7 @@ def discrete_entropy(
     "Plug-in entropy of every column."
     return np.array([mutual_info_score(c, c) for c in y.T])
 
-# %% ../nbs/08_metrics.ipynb #587169c9
+# %% ../nbs/08_metrics.ipynb #a33d316c
 def _top_two_gap(m:np.ndarray)->np.ndarray:
     "Largest minus second-largest entry of each column."
     s = np.sort(m, axis=0)
@@ -111,12 +111,12 @@ def _gaussian_entropies(mu:np.ndarray, logvar:np.ndarray, rng:np.random.Generato
     "Monte-Carlo entropy of each coordinate of the aggregate posterior (1/N) sum_n N(mu_n, exp(logvar_n))."
     n, d = mu.shape
     idx = rng.permutation(n)[:num_samples]
-    z = torch.as_tensor(mu[idx] + np.exp(logvar[idx] / 2) * rng.standard_normal((len(idx), d)))
-    m, lv = torch.as_tensor(mu), torch.as_tensor(logvar)
+    z = torch.as_tensor(mu[idx] + np.exp(logvar[idx] / 2) * rng.standard_normal((len(idx), d)), dtype=torch.float32)
+    m, lv = torch.as_tensor(mu, dtype=torch.float32), torch.as_tensor(logvar, dtype=torch.float32)
     iv, chunk, total = torch.exp(-lv), max(1, 2**21 // (n * d)), torch.zeros(d, dtype=torch.float64)
     for s in range(0, len(z), chunk):
         logq = -0.5 * (math.log(2 * math.pi) + lv + (z[s:s + chunk, None] - m) ** 2 * iv) # (c, N, D)
-        total -= (torch.logsumexp(logq, 1) - math.log(n)).sum(0)
+        total -= (torch.logsumexp(logq, 1) - math.log(n)).sum(0, dtype=torch.float64)
     return (total / len(z)).numpy()
 
 def _sampling_mutual_info(mu, logvar, factors, num_samples, seed)->np.ndarray:
@@ -150,7 +150,7 @@ def mig(
     if logvar.shape != codes.shape or not np.isfinite(logvar).all(): raise ValueError(f"logvar must be finite with the shape of codes {codes.shape}, got {logvar.shape}")
     return {'sampling_mig': float(np.mean(_top_two_gap(_sampling_mutual_info(codes, logvar, factors, num_samples, seed)) / h))}
 
-# %% ../nbs/08_metrics.ipynb #11e268f2
+# %% ../nbs/08_metrics.ipynb #2a21c668
 def _entropy_score(p:np.ndarray, base:int)->np.ndarray:
     "1 - entropy (in `base`) of each column of `p` (normalised by scipy)."
     return 1. - scipy.stats.entropy(p + 1e-11, base=base)
@@ -158,6 +158,10 @@ def _entropy_score(p:np.ndarray, base:int)->np.ndarray:
 def _weighted(per:np.ndarray, importance:np.ndarray, axis:int)->float:
     if importance.sum() == 0.: importance = np.ones_like(importance)
     return float(np.sum(per * importance.sum(axis=axis) / importance.sum()))
+
+def _need_two(codes, factors, metric):
+    if codes.shape[1] < 2 or factors.shape[1] < 2:
+        raise ValueError(f"{metric} compares codes and factors and needs at least 2 of each, got {codes.shape[1]} codes and {factors.shape[1]} factors")
 
 def dci_disentanglement(
     importance:np.ndarray, # (D, K) importance of code j for factor k
@@ -171,7 +175,7 @@ def dci_completeness(
     "dlib's completeness: importance-weighted mean over factors of 1 - H_D(column)."
     return _weighted(_entropy_score(importance, importance.shape[0]), importance, 0)
 
-# %% ../nbs/08_metrics.ipynb #ee30d086
+# %% ../nbs/08_metrics.ipynb #fe93738a
 DCIEstimator = Literal['gbt', 'fast', 'gwae']
 
 def _gain_importances(model:HistGradientBoostingClassifier, num_codes:int)->np.ndarray:
@@ -204,7 +208,7 @@ def _fit_forest(depth, seed, x, y, x_test, y_test):
 def _select_depth(x, t, seed, n_jobs)->int:
     "vaetc's model selection: the max_depth with the lowest 5-fold CV MSE averaged over factors."
     def cv_mse(depth): return np.mean([-cross_val_score(RandomForestRegressor(n_estimators=10, max_depth=depth, random_state=seed),
-                                                       x, y, scoring='neg_mean_squared_error', cv=5).mean() for y in t.T])
+                                                       x, y, scoring='neg_mean_squared_error', cv=5, n_jobs=n_jobs).mean() for y in t.T])
     return min((2, 4, 8, 12), key=cv_mse)
 
 def _gwae_dc(r:np.ndarray)->tuple[float, float]:
@@ -232,6 +236,7 @@ def dci(
         c, f = check_codes_factors(codes, factors)
         codes, codes_test, factors, factors_test = train_test_split(c, f, test_size=0.33, random_state=42)
     x, y, xt, yt = _train_test(codes, factors, codes_test, factors_test, train_fraction)
+    _need_two(x, y, 'DCI')
     if estimator == 'gwae':
         scale = np.maximum(1, np.maximum(y.max(0), yt.max(0)))
         y, yt = y / scale, yt / scale
@@ -271,7 +276,7 @@ def sap(
     if x.shape[1] < 2: raise ValueError(f"SAP needs at least 2 code dimensions to form a gap, got {x.shape[1]}")
     return {'SAP_score': float(np.mean(_top_two_gap(_sap_matrix(x, y, xt, yt, continuous_factors, seed))))}
 
-# %% ../nbs/08_metrics.ipynb #efede81f
+# %% ../nbs/08_metrics.ipynb #745c32d2
 def modularity_from_mi(
     mi:np.ndarray, # (D, K) mutual information between codes and factors
 )->float:
@@ -302,6 +307,7 @@ def modularity_explicitness(
 )->dict: # modularity_score, explicitness_score_train, explicitness_score_test
     "Modularity (from histogram MI on the train split) and explicitness (logistic-regression ROC-AUC)."
     x, y, xt, yt = _train_test(codes, factors, codes_test, factors_test, train_fraction)
+    _need_two(x, y, 'modularity')
     mean, std = x.mean(0), x.std(0)
     std = np.where(std > 0, std, 1.)
     ex = np.array([_explicitness((x - mean) / std, y[:, k], (xt - mean) / std, yt[:, k]) for k in range(y.shape[1])])
