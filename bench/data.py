@@ -1,10 +1,12 @@
-"""Throughput of the generated datasets and of the DataLoader path (one thread, batch 64).
+"""Throughput of the generated datasets and of the DataLoader path (one thread, batch 64), public API only.
 
 Run from the repository root: `OMP_NUM_THREADS=1 python bench/data.py`; writes `bench/results/data.md`.
-A GWAE training step on a 64-image 64x64x3 batch takes 1.5-3.4 s on the reference 2-core CPU, so generation must
-deliver a batch in well under 0.15 s to stay out of the way (10x headroom).
+A GWAE training step on a 64-image 64x64x3 batch takes 1.5-3.4 s on the reference 2-core CPU, so a batch must come
+in at most 0.15 s to stay out of the way: the rule is a headroom (fastest step / time per batch) of at least 10x.
+Every number is the median of several repeats; the 1-minute load average is recorded, and the table is flagged when
+it is above 1.2 (other processes were competing for the cores, so the times are inflated and noisy).
 """
-import platform, time
+import os, platform, time
 from pathlib import Path
 
 import numpy as np
@@ -12,64 +14,72 @@ import torch
 
 from gwae.data import DSprites, Shapes3D, get_dls, split_idxs
 
-BS, STEP_S = 64, 1.5  # batch size; the fastest GWAE step quoted above
+BS, STEP_S, RULE = 64, 1.5, 10  # batch size; the fastest GWAE step quoted above; required headroom
+BUSY = 1.2  # 1-minute load average above which timings are flagged
 
-def timed(fn, reps):
-    "Median seconds of `reps` calls after one warm-up call."
-    fn(); ts = []
+def median_time(fn, reps:int, setup=None)->float:
+    "Median seconds of `reps` calls of `fn(setup())` (`setup` untimed), after one untimed warm-up call."
+    setup = setup or (lambda: None)
+    fn(setup()); ts = []
     for _ in range(reps):
-        t = time.perf_counter(); fn(); ts.append(time.perf_counter() - t)
+        arg = setup()
+        t = time.perf_counter(); fn(arg); ts.append(time.perf_counter() - t)
     return float(np.median(ts))
 
-def random_batches(ds, seed):
+def random_batch(ds, seed:int):
+    "A function rendering a fresh random batch of `ds` on each call."
     rng = np.random.default_rng(seed)
-    return lambda: ds.images_from_factors(ds.sample_factors(BS, rng))
+    return lambda _: ds.images_from_factors(ds.sample_factors(BS, rng))
 
-def cold_shapes3d(reps=5):
-    "Every batch in a fresh dataset: no weight map cached, each image ray-cast (the 15 camera passes are cached)."
-    ts = []
-    for r in range(reps):
-        ds = Shapes3D()
-        for o in range(15): ds._pass(o)
-        f = ds.sample_factors(BS, np.random.default_rng(r))
-        t = time.perf_counter(); ds.images_from_factors(f); ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
-
-def full_cache_shapes3d():
-    ds = Shapes3D(); f = np.stack(np.meshgrid(*[range(n) for n in (1, 1, 1, 8, 4, 15)], indexing='ij'), -1).reshape(-1, 6)
-    t = time.perf_counter(); ds.layer_weights(f); return time.perf_counter() - t
-
-def loader_epoch_batches(ds, size, channels, nb=10):
-    dls = get_dls(ds, bs=BS, splits=split_idxs(len(ds), (0.8, 0.1, 0.1)), size=size, channels=channels, seed=0)
-    it = iter(dls.train); next(it)  # warm-up
-    t = time.perf_counter()
-    for _ in range(nb): next(it)
-    return (time.perf_counter() - t) / nb
+def loader_batch(ds, size, channels, reps:int)->float:
+    "Median seconds per training batch of `get_dls`, batches timed one by one."
+    it = iter(get_dls(ds, bs=BS, splits=split_idxs(len(ds), (0.8, 0.1, 0.1)), size=size, channels=channels, seed=0).train)
+    return median_time(lambda _: next(it), reps)
 
 def main():
     torch.set_num_threads(1)
-    rows = []
-    def add(name, s): rows.append((name, s, BS / s, STEP_S / s)); print(f"{name:<58} {s*1e3:8.1f} ms {BS/s:9.0f} img/s")
-    ds = DSprites()
-    add('DSprites.images_from_factors (random batch)', timed(random_batches(ds, 0), 20))
-    add('Shapes3D cold: ray-cast 64 combinations never seen', cold_shapes3d())
-    s3 = Shapes3D(); s3.layer_weights(s3.sample_factors(20_000, np.random.default_rng(0)))  # warm every combination
-    add('Shapes3D warm: all 480 weight maps cached', timed(random_batches(s3, 1), 50))
-    add('DataLoader DSprites -> 32 px, 3 channels', loader_epoch_batches(DSprites(), 32, 3))
-    add('DataLoader Shapes3D (warm) -> 64 px RGB', loader_epoch_batches(s3, None, None))
-    add('DataLoader Shapes3D (warm) -> 28 px grey', loader_epoch_batches(s3, 28, 1))
-    full = full_cache_shapes3d(); print(f"Shapes3D: rendering all 480 weight maps takes {full:.1f} s")
+    load0 = os.getloadavg()[0]
+    rows, one_off = [], []
+    def add(name, s, note=''):
+        rows.append((name, s, STEP_S / s, note)); print(f"{name:<58} {s*1e3:8.1f} ms  headroom {STEP_S/s:6.0f}x")
+
+    add('DSprites.images_from_factors (random batch)', median_time(random_batch(DSprites(), 0), 20))
+    seeds = iter(range(1000))
+    add('Shapes3D cold: first batch of a fresh `Shapes3D()`',
+        median_time(lambda ds: ds.images_from_factors(ds.sample_factors(BS, next(seeds))), 5, setup=Shapes3D),
+        'first batches of a run only; `prefill()` removes it')
+    prefill = median_time(lambda ds: ds.prefill(), 3, setup=Shapes3D)
+    one_off.append(('`Shapes3D().prefill()` (all 480 weight maps, 31 MB)', prefill))
+    print(f"Shapes3D().prefill() {prefill:.2f} s")
+    s3 = Shapes3D().prefill()
+    add('Shapes3D warm: after `prefill()`', median_time(random_batch(s3, 1), 50))
+    add('DataLoader DSprites -> 32 px, 3 channels', loader_batch(DSprites(), 32, 3, 20))
+    add('DataLoader Shapes3D (prefilled) -> 64 px RGB', loader_batch(s3, None, None, 50))
+    add('DataLoader Shapes3D (prefilled) -> 28 px grey', loader_batch(s3, 28, 1, 50))
+    load1 = os.getloadavg()[0]
+    busy = max(load0, load1) > BUSY
+    print(f"load average (1 min): {load0:.2f} before, {load1:.2f} after" + ("  ** BUSY: timings inflated **" if busy else ''))
+
     lines = [
         '# Data generation throughput', '',
-        f'`python bench/data.py`, one thread (`torch.set_num_threads(1)`), batch {BS}, median over repeats; '
-        f'{platform.processor() or platform.machine()}, torch {torch.__version__}. Headroom = {STEP_S} s (a fast GWAE step '
-        'on batch 64, 64×64×3, 2 threads; 3.4 s on one) divided by the time per batch: it should be ≥ 10.', '',
-        '| path | ms / batch | images / s | headroom vs a GWAE step |', '|---|---|---|---|',
-        *[f'| {n} | {s*1e3:.1f} | {r:,.0f} | {h:,.0f}× |' for n, s, r, h in rows], '',
-        f'Filling the whole 3D Shapes cache from nothing (15 camera passes, then 480 (orientation, shape, scale) weight '
-        f'maps, 31 MB) takes {full:.1f} s once per process; after that a batch is a gather and a 4-term colour mix. '
-        '"Cold" is the worst case of a batch: 64 random combinations with no weight map cached yet.',
-        '', 'Timings are wall-clock on a shared machine; other processes running at the same time inflate them.',
+        *([f'> **Flagged: the machine was busy** (1-minute load average {load0:.2f} before, {load1:.2f} after, above '
+           f'{BUSY}). Other processes competed for the cores, so these times are inflated and noisy; rerun on a quiet '
+           'machine before quoting them.', ''] if busy else []),
+        f'`python bench/data.py`, one thread (`torch.set_num_threads(1)`), batch {BS}, each time the median of several '
+        f'repeats; {platform.processor() or platform.machine()}, torch {torch.__version__}; 1-minute load average '
+        f'{load0:.2f} before and {load1:.2f} after the run.', '',
+        f'**Rule:** headroom = {STEP_S} s (a fast GWAE step on batch 64, 64×64×3, 2 threads; 3.4 s on one) divided by '
+        f'the time per batch must be ≥ {RULE}×, so that data never costs more than a tenth of a step.', '',
+        '| path | ms / batch | images / s | headroom | passes ≥ 10× |', '|---|---|---|---|---|',
+        *[f'| {n} | {s*1e3:.1f} | {BS/s:,.0f} | {h:,.0f}× | {"yes" if h >= RULE else "**no**"}{f" ({note})" if note else ""} |'
+          for n, s, h, note in rows], '',
+        *[f'One-off cost, once per process: {n} takes {s:.2f} s (median of 3).' for n, s in one_off], '',
+        '"Cold" is a fresh `Shapes3D` asked for 64 random combinations: it ray-casts the camera passes of their '
+        'orientations and their (orientation, shape, scale) weight maps, then caches them. Without `prefill()` the first '
+        'batches of a run pay this; once the 480 combinations are cached every batch is a gather and a 4-term colour '
+        'mix. `prefill()` pays it all at start instead, so that every batch meets the rule.', '',
+        'The DataLoader rows include the render of the rows above plus resizing and channel conversion; a DataLoader '
+        'time below the bare render it includes is measurement noise, which the load average above helps to judge.',
     ]
     out = Path(__file__).parent / 'results' / 'data.md'
     out.write_text('\n'.join(lines) + '\n'); print(f'wrote {out}')

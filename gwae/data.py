@@ -6,7 +6,7 @@ Docs: https://gwae-dev.github.io/gwae/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #aae7ff89
 from __future__ import annotations
-import math
+import math, random
 from typing import Sequence
 
 import numpy as np
@@ -16,8 +16,9 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
 # %% auto #0
-__all__ = ['GroundTruthDataset', 'render_sprites', 'DSprites', 'hsv_to_rgb', 'Shapes3D', 'resize_images', 'convert_channels',
-           'ImageTransform', 'split_idxs', 'Subset', 'BatchDataLoader', 'get_dls']
+__all__ = ['GroundTruthDataset', 'render_sprites', 'DSprites', 'traversal_factors', 'image_grid', 'traversal_grid', 'hsv_to_rgb',
+           'Shapes3D', 'resize_images', 'convert_channels', 'ImageTransform', 'split_idxs', 'Subset', 'BatchDataLoader',
+           'get_dls']
 
 # %% ../nbs/01_data.ipynb #3b713bb1
 def _check_rng(rng)->np.random.Generator|np.random.RandomState:
@@ -138,7 +139,7 @@ _ELLIPSE_AXES = (7.35, 12.86)         # px at scale 1 (horizontal, vertical semi
 _HEART_SCALE, _HEART_HALF, _HEART_RES = 0.63, 11.0, 512  # heart bitmap: [-11, 11]^2 px at 512^2 texels
 
 def _heart_bitmap()->torch.Tensor:
-    "Inside-mask of the parametric heart on a fine grid (rows: v downwards from +11 px), built once."
+    "Inside-mask of the parametric heart on a fine grid (rows: v upwards from -11 px, columns: u from -11 px), built once."
     global _HEART
     if _HEART is None:
         from matplotlib.path import Path
@@ -217,6 +218,61 @@ class DSprites(GroundTruthDataset):
         c = self.check_factors(classes)
         v = [vals[c[:, k]] for k, vals in enumerate(self.factor_values)]
         return render_sprites(c[:, 0], v[1], v[2], v[3], v[4], self.supersample)
+
+# %% ../nbs/01_data.ipynb #71ddb0e2
+def traversal_factors(
+    ds:GroundTruthDataset, # the dataset
+    base=None, # (K,) factor classes of the base sample; `None`: a random one drawn with `seed`
+    n:int=5, # images per row (fewer for a factor with fewer classes)
+    seed:int=0, # seed of the random base
+)->list[np.ndarray]: # one (n_k, K) class array per factor
+    "Factor classes of a traversal: row k is the base with factor k set to `n` classes spread evenly over its range."
+    if not isinstance(n, (int, np.integer)) or n < 1: raise ValueError(f"n must be a positive integer, got {n!r}")
+    b = ds.sample_factors(1, seed)[0] if base is None else ds.check_factors(np.asarray(base)[None])[0]
+    rows = []
+    for k, size in enumerate(ds.factor_sizes):
+        r = np.tile(b, (min(n, size), 1)); r[:, k] = np.round(np.linspace(0, size - 1, len(r))).astype(np.int64)
+        rows.append(r)
+    return rows
+
+def image_grid(
+    rows:Sequence[torch.Tensor], # one (n_i, C, H, W) batch in [0, 1] per row, C = 1 (grey) or 3 (RGB)
+    titles:Sequence[Sequence[str]]|None=None, # a caption per image
+    row_labels:Sequence[str]|None=None, # a label left of each row
+    title:str|None=None, # figure title
+    scale:float=0.6, # inches per image side
+):
+    "A grid of images, one batch per row, as a matplotlib `Figure` not registered with pyplot."
+    from matplotlib.figure import Figure
+    ncols, nrows = max(len(r) for r in rows), len(rows)
+    left, top, gap, vgap = (0.9 if row_labels else 0.05), (0.3 if title else 0.05), 0.05, (0.35 if titles else 0.05)
+    w, h = left + scale * (ncols + gap * (ncols - 1)) + 0.05, top + scale * (nrows + vgap * (nrows - 1)) + 0.05
+    fig = Figure(figsize=(w, h))
+    fig.subplots_adjust(left=left / w, right=1 - 0.05 / w, top=1 - top / h, bottom=0.05 / h, wspace=gap, hspace=vgap)
+    axs = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axs.flat: ax.axis('off')
+    for i, r in enumerate(rows):
+        for j, img in enumerate(r):
+            x = img.detach().cpu().float()
+            axs[i, j].imshow(x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy(), cmap='gray', vmin=0, vmax=1,
+                             interpolation='nearest')
+            if titles: axs[i, j].set_title(titles[i][j], fontsize=5, pad=1)
+        if row_labels: axs[i, 0].text(-0.1, 0.5, row_labels[i], transform=axs[i, 0].transAxes, fontsize=6, ha='right', va='center')
+    if title: fig.suptitle(title, fontsize=7, y=1 - 0.05 / h, va='top')
+    return fig
+
+def traversal_grid(
+    ds:GroundTruthDataset, # the dataset
+    base=None, # (K,) factor classes of the base sample; `None`: a random one drawn with `seed`
+    n:int=5, # images per row
+    seed:int=0, # seed of the random base
+    scale:float=0.6, # inches per image
+):
+    "One row per factor, varying that factor from a base sample, captioned with the factor values; a `Figure`."
+    rows = traversal_factors(ds, base, n, seed)
+    titles = [[f"{v:.3g}" for v in ds.factors_to_values(r)[:, k]] for k, r in enumerate(rows)]
+    return image_grid([ds.images_from_factors(r) for r in rows], titles, ds.factor_names,
+                      f"{type(ds).__name__}: {ds.source}", scale)
 
 # %% ../nbs/01_data.ipynb #235dc211
 _SKY = torch.tensor([153., 226., 249.]) / 255
@@ -349,27 +405,6 @@ def _pool(w:torch.Tensor, res:int, supersample:int)->torch.Tensor:
     "(N, 4, R*R) sub-pixel weights -> (N, 4, res, res) pixel means."
     return F.avg_pool2d(w.reshape(len(w), 4, res * supersample, res * supersample), supersample)
 
-def _render_weights(
-    azimuths:np.ndarray, # (N,) camera azimuths (orientation values, degrees)
-    shape:np.ndarray, # (N,) int shape classes
-    scale:np.ndarray, # (N,) float scale values
-    res:int, supersample:int,
-)->torch.Tensor: # (N, 4, res, res): weights of the sky, floor, wall and object colours
-    "Reference ray caster: every ray against room and object, a shadow ray from every hit."
-    N, R = len(shape), res * supersample
-    o, d = [torch.cat(z) for z in zip(*[_camera_rays(float(a), R) for a in azimuths])]
-    t, n, layer = _hit_room(o, d)
-    sh = torch.from_numpy(np.asarray(shape)).repeat_interleave(R * R)
-    s = torch.from_numpy(np.asarray(scale, np.float32)).repeat_interleave(R * R)
-    to, no = _hit_object(o, d, sh, s)
-    obj = to < t
-    t, n, layer = torch.where(obj, to, t), torch.where(obj[:, None], no, n), torch.where(obj, 3, layer)
-    p = o + torch.where(torch.isinf(t), 0, t)[:, None] * d
-    ts, _ = _hit_object(p + 1e-3 * n, _KEY.expand_as(p), sh, s)  # shadow rays towards the key light
-    shade = torch.where(layer == 0, 1., _shade(n, o, p, torch.where((layer != 3) & torch.isfinite(ts), 0., 1.)))
-    w = torch.zeros(len(o), 4).scatter_(1, layer[:, None], shade[:, None])
-    return _pool(w.view(N, R * R, 4).transpose(1, 2), res, supersample)
-
 def _orientation_pass(
     azimuth:float, # degrees
     res:int, supersample:int,
@@ -455,13 +490,28 @@ class Shapes3D(GroundTruthDataset):
                                                  self.factor_values[3][sc[b:b + self._chunk]], self.image_shape[1], self.supersample)
                           for b in range(0, len(keys), self._chunk)] or [torch.zeros(0, 4, *self.image_shape[1:])])
 
+    def _fill(self, keys:np.ndarray):
+        "Render and cache the weight maps of the combinations `keys` that are not cached yet."
+        todo = [k for k in np.unique(keys) if k not in self._weights]
+        if todo: self._weights.update(zip(todo, self._render(np.array(todo))))
+
+    def prefill(self)->Shapes3D:
+        "Render the weight maps of all 480 (orientation, shape, scale) combinations now (about 1 s, 31 MB); returns self."
+        if not self.cache: raise ValueError("prefill needs cache=True: a Shapes3D without a cache keeps nothing")
+        self._fill(np.arange(15 * 4 * 8))
+        return self
+
+    @property
+    def cached(self)->int:
+        "How many of the 480 weight maps are cached."
+        return len(self._weights)
+
     def layer_weights(self, classes)->torch.Tensor:
         "Weight maps (N, 4, 64, 64) of the sky, floor, wall and object colours for (N, 6) factor classes."
         c = self.check_factors(classes)
         keys = np.ravel_multi_index((c[:, 5], c[:, 4], c[:, 3]), (15, 4, 8))
         if not self.cache: return self._render(keys)
-        todo = [k for k in np.unique(keys) if k not in self._weights]
-        if todo: self._weights.update(zip(todo, self._render(np.array(todo))))
+        self._fill(keys)
         return torch.stack([self._weights[k] for k in keys]) if len(keys) else torch.zeros(0, 4, *self.image_shape[1:])
 
     def images_from_factors(self, classes)->torch.Tensor:
@@ -478,8 +528,8 @@ def resize_images(
     size:int|tuple[int, int], # output side, or (height, width)
 )->torch.Tensor: # (N, C, *size)
     "Resize a batch: area interpolation to shrink, bilinear to enlarge (pure torch)."
-    hw = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
-    if len(hw) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in hw):
+    hw = (size, size) if isinstance(size, (int, np.integer)) else tuple(size) if isinstance(size, (tuple, list)) else ()
+    if len(hw) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in hw):
         raise ValueError(f"size must be a positive integer or a (height, width) pair, got {size!r}")
     if x.ndim != 4: raise ValueError(f"images must have shape (N, C, H, W), got {tuple(x.shape)}")
     if tuple(x.shape[-2:]) == hw: return x
@@ -584,7 +634,7 @@ def get_dls(
         train = i == 0
         dl = BatchDataLoader(Subset(ds, idxs), bs=bs, shuffle=train, drop_last=train and drop_last and len(idxs) >= bs,
                              num_workers=num_workers, after_batch=tfm, device=device)
-        dl.rng = __import__('random').Random(seed + i)
+        dl.rng = random.Random(seed + i)
         loaders.append(dl)
     dls = DataLoaders(*loaders, device=device)
     if len(loaders) == 3: dls.test = loaders[2]

