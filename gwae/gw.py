@@ -17,21 +17,29 @@ from torch import Tensor, nn
 __all__ = ['pairwise_distances', 'gw_distortion', 'latent_scale', 'GWDistortion', 'pot_gw', 'coupling_distortion']
 
 # %% ../nbs/03_gw.ipynb #e1548f61
+_RECHECK = 2.0**10  # pairs with squared distance below _RECHECK·eps·√P·(|x_i|² + |x_j|²) are recomputed directly
+
 def pairwise_distances(
     x:Tensor, # (B, ...) points; all trailing dimensions are flattened into one vector per point
 )->Tensor: # (B, B) Euclidean distances, exactly zero on the diagonal and between repeated points
-    "Euclidean distance matrix through the centred Gram form, with zero gradient where a distance is zero."
+    "Euclidean distance matrix: centred Gram form, close pairs recomputed from direct differences; zero gradient at zero."
     if x.ndim < 2: raise ValueError(f"pairwise_distances needs a batch of points of shape (B, ...), got shape {tuple(x.shape)}")
     x = x.flatten(1)
-    x = x - x.mean(0, keepdim=True).detach()
-    sq_norms = x.square().sum(1)
+    centred = x - x.mean(0, keepdim=True).detach()
+    sq_norms = centred.square().sum(1)
     norm_sums = sq_norms[:, None] + sq_norms[None, :]
-    gram = x @ x.T
+    gram = centred @ centred.T
     sq = norm_sums - (gram + gram.T)  # symmetrised: BLAS blocking makes x @ x.T only nearly symmetric
-    resolution = 2 * torch.finfo(x.dtype).eps * math.sqrt(x.shape[1])
-    nonzero = sq > resolution * norm_sums.detach()
-    nonzero.fill_diagonal_(False)
-    return torch.where(nonzero, torch.where(nonzero, sq, 1.0).sqrt(), 0.0)
+    cutoff = _RECHECK * torch.finfo(x.dtype).eps * math.sqrt(x.shape[1])
+    close = (sq <= cutoff * norm_sums).detach()
+    far = ~close
+    far.fill_diagonal_(False)
+    dist = torch.where(far, torch.where(far, sq, 1.0).sqrt(), 0.0)
+    i, j = torch.triu(close, diagonal=1).nonzero(as_tuple=True)
+    if len(i):
+        direct = (x[i] - x[j]).norm(dim=1)
+        dist = dist.index_put((i, j), direct).index_put((j, i), direct)
+    return dist
 
 # %% ../nbs/03_gw.ipynb #21345f7a
 def gw_distortion(

@@ -6,20 +6,22 @@ Docs: https://gwae-dev.github.io/gwae/gwae.html.md"""
 
 # %% ../nbs/06_gwae.ipynb #5f9605d0
 from __future__ import annotations
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from fastcore.basics import patch
 from torch import nn, Tensor
 
 from .core import Config, param
-from .gw import GWDistortion
-from .models import ExtraStep, OptimizerConfig, RepresentationModel, reparameterize
+from .gw import GWDistortion, latent_scale
+from .models import ExtraStep, OptimizerConfig, RepresentationModel, mmd, reparameterize
 from .nets import PADDING_MODES, make_critic, make_decoder, make_encoder
 from .priors import PriorConfig
 
 # %% auto #0
-__all__ = ['GWAEConfig', 'mmd_infovae', 'gradient_penalty', 'GWAE', 'build_optimizers', 'train_step']
+__all__ = ['GWAEConfig', 'gradient_penalty', 'GWAE']
 
 # %% ../nbs/06_gwae.ipynb #c4b79e7f
 @dataclass
@@ -50,18 +52,6 @@ class GWAEConfig(Config):
         for opt in ('learned_similarity', 'mixed_potential'):
             if getattr(self, opt) and not self.merged_condition:
                 raise ValueError(f"GWAEConfig.{opt} needs the critic: set merged_condition=True or {opt}=False")
-
-# %% ../nbs/06_gwae.ipynb #ff7edf1a
-def mmd_infovae(
-    a:Tensor, # (N, L) samples of the first distribution
-    b:Tensor, # (M, L) samples of the second distribution
-)->Tensor: # scalar biased MMD² estimate
-    "vaetc's MMD: V-statistic with kernel `exp(-mean_l (a_l - b_l)**2 / L)`."
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"mmd_infovae needs two (N, L) batches with the same L, got {tuple(a.shape)} and {tuple(b.shape)}")
-    L = a.shape[1]
-    def k(u, v): return torch.exp(-(u[:, None] - v[None]).square().mean(2) / L)
-    return k(a, a).mean() + k(b, b).mean() - 2 * k(a, b).mean()
 
 # %% ../nbs/06_gwae.ipynb #bfcb5e09
 def gradient_penalty(
@@ -99,7 +89,6 @@ class GWAE(RepresentationModel):
         self.critic = make_critic(shape, cfg.z_dim) if cfg.merged_condition else None
         self.optimizer = (OptimizerConfig('rmsprop', lr=cfg.lr) if cfg.merged_condition
                           else OptimizerConfig('adam', lr=cfg.lr, betas=(0.9, 0.999)))
-        self._codes_cache = None
 
     def encode(self, x:Tensor)->tuple[Tensor, Tensor]: return self.encoder(x)
     def decode(self, z:Tensor)->Tensor: return self.decoder(z)
@@ -111,11 +100,20 @@ class GWAE(RepresentationModel):
         return self.critic(torch.cat([x, x_gen]), torch.cat([z, z_gen])).split([len(x), len(x_gen)])
 
 # %% ../nbs/06_gwae.ipynb #8f204dd6
-@torch.no_grad()
-def _stats(z:Tensor)->Tensor: return z.std(dim=0).mean()
+def _check_batch(x:Tensor, min_items:int=2):
+    "GWAE's requirements on a batch: at least `min_items` items, values in [0, 1]."
+    if len(x) < min_items:
+        raise ValueError(f"GWAE needs batches of at least {min_items} items (the GW distances, the latent scale and the "
+                         f"prior's BatchNorm are batch statistics), got {len(x)}; drop the last incomplete batch (drop_last=True)")
+    lo, hi = torch.aminmax(x.detach())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"GWAE needs data in [0, 1] (the encoder takes logits of pixel values, the decoder ends in a sigmoid), "
+                         f"got values in [{lo.item():.3g}, {hi.item():.3g}]; do not normalise images to [-1, 1] or by mean and std")
 
-def _main_loss(self:GWAE, x:Tensor)->dict:
-    "The main loss `gw + λ_W rec + λ_H entropy + λ_D match` on a batch, with its terms."
+@patch
+def loss(self:GWAE, x:Tensor)->dict:
+    "The main loss `gw + λ_W rec + λ_H entropy + λ_D match` on a batch `x` in [0, 1] (B >= 2), with its terms."
+    _check_batch(x)
     cfg, B = self.cfg, len(x)
     mu, logvar = self.encode(x)
     z = reparameterize(mu, logvar)
@@ -137,29 +135,20 @@ def _main_loss(self:GWAE, x:Tensor)->dict:
         else: a, p = self._score_pairs(x, z, x_gen, z_gen)
         match = (p - a).mean()
         logs = dict(score_inference=a.detach().mean(), score_generative=p.detach().mean())
-    else: match = mmd_infovae(z, z_gen)
+    else: match = mmd(z, z_gen, 'rbf', math.sqrt(self.z_dim / 2), unbiased=False)  # vaetc's kernel (see above)
     loss = gw + cfg.coef_w * rec + cfg.coef_entropy * entropy + cfg.coef_d * match
     return dict(loss=loss, gw=gw, rec=rec, entropy=entropy, match=match, coef=self.gw.coef.detach(),
-                qz_scale=_stats(z), pz_scale=_stats(z_gen), **logs)
-
-GWAE.loss = _main_loss
+                qz_scale=latent_scale(z.detach()), pz_scale=latent_scale(z_gen.detach()), **logs)
 
 # %% ../nbs/06_gwae.ipynb #a70ea039
-def _codes(self:GWAE, x:Tensor)->tuple[Tensor, Tensor]:
-    "Encoder (mu, logvar) of `x` without gradient, cached while neither `x` nor the encoder changes."
-    key = (x._version, *(p._version for p in self.encoder.parameters()))
-    cache = self._codes_cache
-    if cache is None or cache[0] is not x or cache[1] != key:
-        with torch.no_grad(): cache = self._codes_cache = (x, key, *self.encode(x))
-    return cache[2], cache[3]
-
-def _critic_loss(self:GWAE, x:Tensor)->dict:
+@patch
+def critic_loss(self:GWAE, x:Tensor)->dict:
     "One critic update's loss: `-(mean f(x~, z~) - mean f(x, z)) + coef_gp (GP + drift)`, all inputs detached."
     if self.critic is None: raise ValueError("this GWAE has no critic (merged_condition=False)")
+    _check_batch(x)
     cfg, B = self.cfg, len(x)
-    mu, logvar = _codes(self, x)
     with torch.no_grad():
-        z = reparameterize(mu, logvar)
+        z = reparameterize(*self.encode(x))
         x_rec = self.decode(z) if cfg.mixed_potential else None
         z_gen = self.prior_sample(B)
         x_gen = self.decode(z_gen)
@@ -172,43 +161,22 @@ def _critic_loss(self:GWAE, x:Tensor)->dict:
     penalty = gp + cfg.coef_drift * (a.square().mean() + p.square().mean())
     return dict(loss=-gap + cfg.coef_gp * penalty, gap=gap.detach(), gp=gp.detach(), penalty=penalty.detach())
 
-def _extra_steps(self:GWAE)->list[ExtraStep]:
+@patch
+def extra_steps(self:GWAE)->list[ExtraStep]:
+    "The critic's `ExtraStep`: `critic_steps` RMSprop updates of the critic after each main step (none without a critic)."
     if self.critic is None: return []
     return [ExtraStep('critic', list(self.critic.parameters()), OptimizerConfig('rmsprop', lr=self.cfg.lr_critic),
                       self.critic_loss, n_steps=self.cfg.critic_steps)]
 
-@torch.no_grad()
-def _anomaly_score(self:GWAE, x:Tensor)->Tensor:
+@patch
+def anomaly_score(self:GWAE, x:Tensor)->Tensor:
     "Critic score `f(G(z), z)` of the sampled encoding `z` of each item: higher means more out-of-distribution."
     if self.critic is None: raise ValueError("anomaly_score needs the critic: this GWAE was built with merged_condition=False")
-    z = reparameterize(*self.encode(x))
-    return self.critic(self.decode(z), z)
-
-GWAE.critic_loss, GWAE.extra_steps, GWAE.anomaly_score = _critic_loss, _extra_steps, _anomaly_score
-
-# %% ../nbs/06_gwae.ipynb #f376d7d1
-def build_optimizers(model:RepresentationModel)->dict[str, torch.optim.Optimizer]:
-    "The main optimizer (key 'main') and one per extra step (keyed by its name), as the model declares them."
-    opts = {'main': model.optimizer.build(model.main_parameters())}
-    for s in model.extra_steps(): opts[s.name] = s.optimizer.build(s.params)
-    return opts
-
-def train_step(
-    model:RepresentationModel, # the model, in training mode
-    opts:dict, # from `build_optimizers(model)`
-    x:Tensor, # one batch
-)->dict: # detached main terms, plus the last update's terms of each extra step prefixed by its name
-    "One main update, then every extra step's updates, all on batch `x`."
-    model.zero_grad(set_to_none=True)
-    out = model.loss(x)
-    out['loss'].backward()
-    opts['main'].step()
-    logs = {k: v.detach() for k, v in out.items()}
-    for s in model.extra_steps():
-        for _ in range(s.n_steps):
-            model.zero_grad(set_to_none=True)
-            extra = s.loss(x)
-            extra['loss'].backward()
-            opts[s.name].step()
-        logs.update({f'{s.name}_{k}': v.detach() for k, v in extra.items()})
-    return logs
+    _check_batch(x, min_items=1)
+    was_training = self.critic.training
+    self.critic.eval()  # no spectral-norm power iteration: scoring leaves the model unchanged
+    try:
+        with torch.no_grad():
+            z = reparameterize(*self.encode(x))
+            return self.critic(self.decode(z), z)
+    finally: self.critic.train(was_training)

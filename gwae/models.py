@@ -20,13 +20,13 @@ from .nets import make_encoder, make_decoder, mlp
 
 # %% auto #0
 __all__ = ['Likelihood', 'LOG_2PI', 'Kernel', 'IMQ_SCALES', 'MODELS', 'OptimizerConfig', 'ExtraStep', 'reparameterize',
-           'RepresentationModel', 'check_model', 'logit_decoder', 'model_nets', 'reconstruction_nll', 'gaussian_kl',
-           'gaussian_log_density', 'prior_nll', 'AEConfig', 'AE', 'VAEConfig', 'VAE', 'BetaVAEConfig', 'BetaVAE',
-           'AnnealedVAEConfig', 'AnnealedVAE', 'permute_dims', 'tc_discriminator', 'density_ratio_tc',
-           'FactorVAEConfig', 'FactorVAE', 'tc_decomposition', 'BetaTCVAEConfig', 'BetaTCVAE', 'dip_penalty',
-           'dip_covariance', 'DIPVAEConfig', 'DIPVAE', 'kernel_matrix', 'mmd', 'InfoVAEConfig', 'InfoVAE', 'WAEConfig',
-           'WAE', 'gmm_fit', 'gmm_energy', 'DAGMMConfig', 'DAGMM', 'random_affine', 'ConsistencyConfig',
-           'ConsistencyRegularized', 'make_model']
+           'RepresentationModel', 'check_model', 'build_optimizers', 'main_update', 'extra_updates', 'train_step',
+           'logit_decoder', 'model_nets', 'reconstruction_nll', 'gaussian_kl', 'gaussian_log_density', 'prior_nll',
+           'AEConfig', 'AE', 'VAEConfig', 'VAE', 'BetaVAEConfig', 'BetaVAE', 'AnnealedVAEConfig', 'AnnealedVAE',
+           'permute_dims', 'tc_discriminator', 'density_ratio_tc', 'FactorVAEConfig', 'FactorVAE', 'tc_decomposition',
+           'BetaTCVAEConfig', 'BetaTCVAE', 'dip_penalty', 'dip_covariance', 'DIPVAEConfig', 'DIPVAE', 'kernel_matrix',
+           'mmd', 'InfoVAEConfig', 'InfoVAE', 'WAEConfig', 'WAE', 'gmm_fit', 'gmm_energy', 'DAGMMConfig', 'DAGMM',
+           'random_affine', 'ConsistencyConfig', 'ConsistencyRegularized', 'make_model']
 
 # %% ../nbs/05_models.ipynb #64e3b9d7
 _OPTIMIZERS = dict(adam=torch.optim.Adam, adamw=torch.optim.AdamW, rmsprop=torch.optim.RMSprop, sgd=torch.optim.SGD)
@@ -142,6 +142,53 @@ def check_model(
     for s in model.extra_steps():
         if main & {id(p) for p in s.params}: raise AssertionError(f"extra step {s.name!r} shares parameters with the main optimizer")
     return out
+
+# %% ../nbs/05_models.ipynb #8951e6ac
+def build_optimizers(
+    model:RepresentationModel, # the model whose declared optimizers to build
+)->dict[str, torch.optim.Optimizer]: # 'main', plus one per extra step keyed by its name
+    "The main optimizer over `main_parameters()` (key 'main') and one per extra step over that step's parameters."
+    steps = model.extra_steps()
+    names = [s.name for s in steps]
+    if 'main' in names or len(set(names)) != len(names):
+        raise ValueError(f"extra steps need distinct names other than 'main', got {names}")
+    return {'main': model.optimizer.build(model.main_parameters()), **{s.name: s.optimizer.build(s.params) for s in steps}}
+
+def main_update(
+    model:RepresentationModel, # the model, in training mode
+    opt:torch.optim.Optimizer, # its main optimizer
+    x:Tensor, # one batch
+)->dict: # the detached terms of `model.loss(x)`
+    "One main update: zero all gradients, backpropagate `loss(x)['loss']`, step the main optimizer."
+    model.zero_grad(set_to_none=True)
+    out = model.loss(x)
+    out['loss'].backward()
+    opt.step()
+    return {k: v.detach() for k, v in out.items()}
+
+def extra_updates(
+    model:RepresentationModel, # the model, in training mode
+    opts:dict, # from `build_optimizers(model)`
+    x:Tensor, # the batch of the main update
+)->dict: # the last update's terms of each extra step, prefixed by its name (`critic_loss`, ...)
+    "Every extra step's `n_steps` updates on `x`, all gradients zeroed before each."
+    logs = {}
+    for s in model.extra_steps():
+        for _ in range(s.n_steps):
+            model.zero_grad(set_to_none=True)
+            out = s.loss(x)
+            out['loss'].backward()
+            opts[s.name].step()
+        logs.update({f'{s.name}_{k}': v.detach() for k, v in out.items()})
+    return logs
+
+def train_step(
+    model:RepresentationModel, # the model, in training mode
+    opts:dict, # from `build_optimizers(model)`
+    x:Tensor, # one batch
+)->dict: # detached main terms and the extra steps' last terms
+    "The reference update on one batch: `main_update`, then `extra_updates`."
+    return {**main_update(model, opts['main'], x), **extra_updates(model, opts, x)}
 
 # %% ../nbs/05_models.ipynb #98110919
 def logit_decoder(

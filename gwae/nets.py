@@ -16,9 +16,9 @@ from torch import nn, Tensor
 from torch.nn.utils import spectral_norm
 
 # %% auto #0
-__all__ = ['PADDED_SIZE', 'PADDING_MODES', 'conv_plan', 'stage_channels', 'Crop2d', 'SigmoidInverse', 'official_padding_mode',
-           'ConvEncoder', 'ConvDecoder', 'mlp', 'MLPEncoder', 'MLPDecoder', 'sn', 'conv_critic_x_net',
-           'mlp_critic_x_net', 'Critic', 'make_encoder', 'make_decoder', 'make_critic']
+__all__ = ['PADDED_SIZE', 'PADDING_MODES', 'conv_plan', 'stage_channels', 'Crop2d', 'SigmoidInverse', 'ConvEncoder',
+           'ConvDecoder', 'mlp', 'MLPEncoder', 'MLPDecoder', 'sn', 'conv_critic_x_net', 'mlp_critic_x_net', 'Critic',
+           'make_encoder', 'make_decoder', 'make_critic']
 
 # %% ../nbs/02_nets.ipynb #f5193f29
 PADDED_SIZE = {28: 32}  # sides that are not powers of two, and the side they are padded to
@@ -31,8 +31,9 @@ def conv_plan(
     work = PADDED_SIZE.get(size, size)
     n = round(math.log2(work / final)) if work >= 2 * final else 0
     if n < 1 or final * 2**n != work:
-        ok = sorted({final * 2**k for k in range(1, 6)} | set(PADDED_SIZE))
-        raise ValueError(f"image side {size} is not supported: use one of {ok} (sides {final}·2^n, or 28, padded to 32)")
+        ok = ', '.join(map(str, sorted({final * 2**k for k in range(1, 8) if final * 2**k >= 8} | set(PADDED_SIZE))))
+        raise ValueError(f"image side {size} is not supported: use {ok} or a larger side {final}·2^n "
+                         f"(28 is padded to 32)")
     return work, n
 
 def stage_channels(
@@ -47,6 +48,8 @@ class Crop2d(nn.Module):
     "Remove `margin` pixels from every side of a (B, C, H, W) batch."
     def __init__(self, margin:int):
         super().__init__()
+        if not isinstance(margin, int) or margin < 1:
+            raise ValueError(f"Crop2d needs a margin of at least 1 pixel, got {margin!r}; for no crop leave the layer out")
         self.margin = margin
     def forward(self, x:Tensor)->Tensor:
         m = self.margin
@@ -73,7 +76,7 @@ class SigmoidInverse(nn.Module):
 # %% ../nbs/02_nets.ipynb #5eca9d2f
 PADDING_MODES = ('zeros', 'replicate', 'reflect', 'circular')
 
-def official_padding_mode()->str:
+def _official_padding_mode()->str:
     "The encoder padding the official code picks now: 'zeros' under deterministic algorithms, else 'replicate'."
     return 'zeros' if torch.are_deterministic_algorithms_enabled() else 'replicate'
 
@@ -85,11 +88,12 @@ class ConvEncoder(nn.Module):
         size:int=64, # image side: 28, 32, 64 (any 4·2^n)
         z_dim:int=64, # latent dimension L
         gaussian:bool=True, # also predict log σ²; `False` gives a deterministic encoder returning `(mu, None)`
-        padding_mode:str='replicate', # convolution padding; the official code uses 'zeros' when deterministic
+        padding_mode:str|None='replicate', # convolution padding; `None`: the official rule ('zeros' when deterministic)
         width:int=256, # channels of the last convolution
         hidden:int=256, # width of the dense layer
     ):
         super().__init__()
+        if padding_mode is None: padding_mode = _official_padding_mode()
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         work, n = conv_plan(size)

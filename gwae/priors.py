@@ -18,8 +18,8 @@ from torch import nn, Tensor
 from .core import Config, param
 
 # %% auto #0
-__all__ = ['BATCHNORM_MOMENTUM', 'PRIORS', 'Prior', 'StandardNormalPrior', 'LeakySiLU', 'NormalizedPrior', 'NeuralPrior',
-           'FactorizedNeuralPrior', 'GaussianMixturePrior', 'PriorConfig']
+__all__ = ['BATCHNORM_MOMENTUM', 'PRIORS', 'PRIOR_ALIASES', 'Prior', 'StandardNormalPrior', 'LeakySiLU', 'NormalizedPrior',
+           'NeuralPrior', 'FactorizedNeuralPrior', 'GaussianMixturePrior', 'PriorConfig']
 
 # %% ../nbs/04_priors.ipynb #f87de53b
 class Prior(nn.Module):
@@ -176,21 +176,26 @@ class GaussianMixturePrior(NormalizedPrior):
         return torch.logsumexp(log_w + log_n, dim=1)
 
 # %% ../nbs/04_priors.ipynb #1a361ae6
-PRIORS = {'normal': StandardNormalPrior, 'neural': NeuralPrior, 'factorized_neural': FactorizedNeuralPrior,
+PRIORS = {'factorized_normal': StandardNormalPrior, 'neural': NeuralPrior, 'factorized_neural': FactorizedNeuralPrior,
           'gm': GaussianMixturePrior}
+PRIOR_ALIASES = {'normal': 'factorized_normal'}  # accepted names that are stored as the official one
 
 @dataclass
 class PriorConfig(Config):
-    "Which prior to use and its settings."
-    kind: Literal['normal', 'neural', 'factorized_neural', 'gm'] = param('neural', 'prior family (official sampler_type names)')
+    "Which prior to use (official `sampler_type` names; alias `normal` = `factorized_normal`) and its settings."
+    kind: Literal['factorized_normal', 'neural', 'factorized_neural', 'gm', 'normal'] = param('neural', "prior family: official sampler_type name, or 'normal' for 'factorized_normal'")
     n_components: int = param(10, 'mixture components (gm only)', ge=1)
     component_grad: Literal['none', 'straight_through'] = param('none', "mixture-weight gradient (gm only): 'none' is the official fixed weights")
     temperature: float = param(1.0, 'Gumbel-softmax temperature (gm with straight_through only)', gt=0)
     momentum: float = param(BATCHNORM_MOMENTUM, 'BatchNorm running-statistics momentum (learned priors)', gt=0, le=1)
 
+    def __post_init__(self):
+        super().__post_init__()
+        self.kind = PRIOR_ALIASES.get(self.kind, self.kind)
+
     def build(self, z_dim:int)->Prior:
         "The prior for latent dimension `z_dim`."
-        if self.kind == 'normal': return StandardNormalPrior(z_dim)
+        if self.kind == 'factorized_normal': return StandardNormalPrior(z_dim)
         if self.kind == 'gm':
             return GaussianMixturePrior(z_dim, self.n_components, self.component_grad, self.temperature, self.momentum)
         return PRIORS[self.kind](z_dim, momentum=self.momentum)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from gwae.nets import ConvEncoder, ConvDecoder, Critic, conv_critic_x_net, make_critic, make_decoder, make_encoder
+from gwae.nets import ConvEncoder, ConvDecoder, Crop2d, Critic, conv_critic_x_net, conv_plan, make_critic, make_decoder, make_encoder
 
 SHAPES = [(1, 28, 28), (3, 28, 28), (1, 32, 32), (3, 32, 32), (1, 64, 64), (3, 64, 64), (7,)]
 
@@ -27,6 +27,17 @@ def test_padding_mode_is_used():
     for mode in ('zeros', 'replicate'):
         enc = ConvEncoder(1, 32, 4, padding_mode=mode)
         assert all(m.padding_mode == mode for m in enc.modules() if isinstance(m, nn.Conv2d))
+
+
+def test_official_padding_rule():
+    "`padding_mode=None` follows the official rule: zeros under deterministic algorithms, else replicate."
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        for det, mode in ((True, 'zeros'), (False, 'replicate')):
+            torch.use_deterministic_algorithms(det)
+            enc = ConvEncoder(1, 32, 4, padding_mode=None)
+            assert {m.padding_mode for m in enc.modules() if isinstance(m, nn.Conv2d)} == {mode}
+    finally: torch.use_deterministic_algorithms(before)
 
 
 def test_28px_border_replication_matches_32px_net():
@@ -54,5 +65,8 @@ def test_critic_spectral_norm_converges():
 
 def test_bad_shapes_rejected():
     with pytest.raises(ValueError, match='not supported'): ConvEncoder(3, 48, 4)
+    for final in (4, 1):  # encoder/decoder and critic: the message lists the sides that work, 64 included
+        with pytest.raises(ValueError, match=r'use 8, 16, 28, 32, 64, 128'): conv_plan(48, final=final)
+    with pytest.raises(ValueError, match='margin of at least 1'): Crop2d(0)
     with pytest.raises(ValueError, match='expects a batch'): ConvEncoder(3, 32, 4)(torch.rand(1, 3, 64, 64))
     with pytest.raises(ValueError, match='data shape must be'): make_decoder((3, 32), 4)

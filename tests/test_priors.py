@@ -11,7 +11,7 @@ def test_interface(kind):
     prior = PriorConfig(kind=kind, n_components=3).build(5)
     z = prior.sample(32)
     assert z.shape == (32, 5) and prior.z_dim == 5 and z.device == prior.device
-    if kind != 'normal':  # training mode: standardised per batch
+    if kind != 'factorized_normal':  # training mode: standardised per batch
         torch.testing.assert_close(z.mean(0), torch.zeros(5), atol=1e-5, rtol=0)
         assert prior.eval().sample(1).shape == (1, 5)
     assert prior.double().sample(3).dtype == torch.float64
@@ -43,3 +43,10 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match='n_components'): GaussianMixturePrior(2, n_components=0)
     with pytest.raises(ValueError, match='temperature'): GaussianMixturePrior(2, temperature=0)
     with pytest.raises(ValueError, match='needs n >= 2'): PriorConfig(kind='neural').build(2).sample(1)
+
+
+def test_official_names_and_alias():
+    "`PRIORS` uses the official sampler_type names; 'normal' is accepted and stored as 'factorized_normal'."
+    assert set(PRIORS) == {'factorized_normal', 'neural', 'factorized_neural', 'gm'}
+    assert PriorConfig(kind='normal').kind == 'factorized_normal'
+    assert PriorConfig.from_dict({'kind': 'normal'}) == PriorConfig(kind='factorized_normal')
