@@ -494,4 +494,5 @@ d = { 'settings': { 'branch': 'main',
                              'gwae.priors.PriorConfig.build': ('priors.html#priorconfig.build', 'gwae/priors.py'),
                              'gwae.priors.StandardNormalPrior': ('priors.html#standardnormalprior', 'gwae/priors.py'),
                              'gwae.priors.StandardNormalPrior.log_prob': ('priors.html#standardnormalprior.log_prob', 'gwae/priors.py'),
-                             'gwae.priors.StandardNormalPrior.sample': ('priors.html#standardnormalprior.sample', 'gwae/priors.py')}}}
+                             'gwae.priors.StandardNormalPrior.sample': ('priors.html#standardnormalprior.sample', 'gwae/priors.py'),
+                             'gwae.priors.gaussian_log_density': ('priors.html#gaussian_log_density', 'gwae/priors.py')}}}

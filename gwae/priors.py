@@ -18,8 +18,9 @@ from torch import nn, Tensor
 from .core import Config, param
 
 # %% auto #0
-__all__ = ['BATCHNORM_MOMENTUM', 'PRIORS', 'PRIOR_ALIASES', 'Prior', 'StandardNormalPrior', 'LeakySiLU', 'NormalizedPrior',
-           'NeuralPrior', 'FactorizedNeuralPrior', 'GaussianMixturePrior', 'PriorConfig']
+__all__ = ['LOG_2PI', 'BATCHNORM_MOMENTUM', 'PRIORS', 'PRIOR_ALIASES', 'Prior', 'gaussian_log_density', 'StandardNormalPrior',
+           'LeakySiLU', 'NormalizedPrior', 'NeuralPrior', 'FactorizedNeuralPrior', 'GaussianMixturePrior',
+           'PriorConfig']
 
 # %% ../nbs/04_priors.ipynb #f87de53b
 class Prior(nn.Module):
@@ -48,10 +49,21 @@ class Prior(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} is an implicit prior: its density has no closed form")
 
 # %% ../nbs/04_priors.ipynb #8b19c8d4
+LOG_2PI = math.log(2 * math.pi)
+
+def gaussian_log_density(
+    z:Tensor, # (..., D) points
+    mu:Tensor|float=0., # (..., D) means
+    logvar:Tensor|float=0., # (..., D) log-variances
+)->Tensor:
+    "Log-density of diagonal Gaussians per dimension, shape (..., D)."
+    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp())
+
 class StandardNormalPrior(Prior):
     "The fixed prior N(0, I_L)."
     def sample(self, n:int)->Tensor: return self.noise(n)
-    def log_prob(self, z:Tensor)->Tensor: return -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
+    def log_prob(self, z:Tensor)->Tensor: return gaussian_log_density(z).sum(-1)
 
 # %% ../nbs/04_priors.ipynb #03671f63
 class LeakySiLU(nn.Module):
@@ -172,7 +184,7 @@ class GaussianMixturePrior(NormalizedPrior):
         diff = (z[:, None, :] - means)[..., None]                             # (B, K, L, 1)
         maha = torch.linalg.solve_triangular(chol, diff, upper=False).pow(2).sum((-2, -1))
         log_det = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        log_n = -0.5 * (maha + log_det + self.z_dim * math.log(2 * math.pi))
+        log_n = -0.5 * (maha + log_det + self.z_dim * LOG_2PI)
         return torch.logsumexp(log_w + log_n, dim=1)
 
 # %% ../nbs/04_priors.ipynb #1a361ae6
