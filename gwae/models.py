@@ -6,7 +6,7 @@ Docs: https://gwae-dev.github.io/gwae/models.html.md"""
 
 # %% ../nbs/05_models.ipynb #905515ce
 from __future__ import annotations
-import dataclasses, math
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Literal, Sequence
@@ -17,16 +17,17 @@ from torch import nn, Tensor
 
 from .core import Config, param
 from .nets import make_encoder, make_decoder, mlp
+from .priors import gaussian_log_density
 
 # %% auto #0
-__all__ = ['Likelihood', 'LOG_2PI', 'Kernel', 'IMQ_SCALES', 'MODELS', 'OptimizerConfig', 'ExtraStep', 'reparameterize',
+__all__ = ['Likelihood', 'TCEstimator', 'Kernel', 'IMQ_SCALES', 'MODELS', 'OptimizerConfig', 'ExtraStep', 'reparameterize',
            'RepresentationModel', 'check_model', 'build_optimizers', 'main_update', 'extra_updates', 'train_step',
-           'logit_decoder', 'model_nets', 'reconstruction_nll', 'gaussian_kl', 'gaussian_log_density', 'prior_nll',
-           'AEConfig', 'AE', 'VAEConfig', 'VAE', 'BetaVAEConfig', 'BetaVAE', 'AnnealedVAEConfig', 'AnnealedVAE',
-           'permute_dims', 'tc_discriminator', 'density_ratio_tc', 'FactorVAEConfig', 'FactorVAE', 'tc_decomposition',
+           'logit_decoder', 'model_nets', 'reconstruction_nll', 'gaussian_kl', 'prior_nll', 'AEConfig', 'AE',
+           'VAEConfig', 'VAE', 'BetaVAEConfig', 'BetaVAE', 'AnnealedVAEConfig', 'AnnealedVAE', 'permute_dims',
+           'tc_discriminator', 'density_ratio_tc', 'FactorVAEConfig', 'FactorVAE', 'tc_decomposition',
            'BetaTCVAEConfig', 'BetaTCVAE', 'dip_penalty', 'dip_covariance', 'DIPVAEConfig', 'DIPVAE', 'kernel_matrix',
-           'mmd', 'InfoVAEConfig', 'InfoVAE', 'WAEConfig', 'WAE', 'gmm_fit', 'gmm_energy', 'DAGMMConfig', 'DAGMM',
-           'random_affine', 'ConsistencyConfig', 'ConsistencyRegularized', 'make_model']
+           'infovae_rbf_scale', 'mmd', 'InfoVAEConfig', 'InfoVAE', 'WAEConfig', 'WAE', 'gmm_fit', 'gmm_energy',
+           'DAGMMConfig', 'DAGMM', 'random_affine', 'ConsistencyConfig', 'ConsistencyRegularized', 'make_model']
 
 # %% ../nbs/05_models.ipynb #64e3b9d7
 _OPTIMIZERS = dict(adam=torch.optim.Adam, adamw=torch.optim.AdamW, rmsprop=torch.optim.RMSprop, sgd=torch.optim.SGD)
@@ -119,6 +120,16 @@ class RepresentationModel(nn.Module):
         return p.device if p is not None else torch.device('cpu')
 
 # %% ../nbs/05_models.ipynb #b414e500
+def _check_terms(
+    what:str, # which loss, for the messages
+    terms:dict, # a loss dict
+):
+    "Assert `terms` has the key 'loss' and that every term is a finite scalar tensor."
+    if 'loss' not in terms: raise AssertionError(f"{what} must return a dict with the key 'loss'")
+    for k, v in terms.items():
+        if not (torch.is_tensor(v) and v.dim() == 0): raise AssertionError(f"{what}: term {k!r} is not a scalar tensor")
+        if not torch.isfinite(v): raise AssertionError(f"{what}: term {k!r} is not finite: {v.item()}")
+
 def check_model(
     model:RepresentationModel, # the model to check
     x:Tensor, # a small batch of inputs
@@ -130,17 +141,18 @@ def check_model(
     if logvar is not None and logvar.shape != mu.shape: raise AssertionError(f"encode: logvar shape {tuple(logvar.shape)} != mean shape")
     for sample in (False, True):
         if model.embed(x, sample=sample).shape != (n, model.z_dim): raise AssertionError(f"embed(sample={sample}) has the wrong shape")
-    rec = model.reconstruct(x)
+    rec, gen = model.reconstruct(x), model.sample(n)
     if rec.shape != x.shape: raise AssertionError(f"reconstruct: shape {tuple(rec.shape)}, expected {tuple(x.shape)}")
-    if model.sample(n).shape != x.shape: raise AssertionError("sample(n) does not have the data's shape")
+    if gen.shape != x.shape: raise AssertionError("sample(n) does not have the data's shape")
+    for name, images in (('reconstruct', rec), ('sample', gen)):
+        if not (images.min() >= 0 and images.max() <= 1):
+            raise AssertionError(f"decode leaves [0, 1] in {name}: values in [{images.min().item():.3g}, {images.max().item():.3g}]")
     out = model.loss(x)
-    if 'loss' not in out: raise AssertionError("loss(x) must return a dict with the key 'loss'")
-    for k, v in out.items():
-        if not (torch.is_tensor(v) and v.dim() == 0): raise AssertionError(f"loss term {k!r} is not a scalar tensor")
-        if not torch.isfinite(v): raise AssertionError(f"loss term {k!r} is not finite: {v.item()}")
+    _check_terms('loss(x)', out)
     main = {id(p) for p in model.main_parameters()}
     for s in model.extra_steps():
         if main & {id(p) for p in s.params}: raise AssertionError(f"extra step {s.name!r} shares parameters with the main optimizer")
+        _check_terms(f"extra step {s.name!r} loss(x)", s.loss(x))
     return out
 
 # %% ../nbs/05_models.ipynb #8951e6ac
@@ -227,8 +239,6 @@ def reconstruction_nll(
     return nll.flatten(1).sum(1)
 
 # %% ../nbs/05_models.ipynb #b5039985
-LOG_2PI = math.log(2 * math.pi)
-
 def gaussian_kl(
     mu:Tensor, # (N, D) means of q
     logvar:Tensor, # (N, D) log-variances of q
@@ -238,15 +248,6 @@ def gaussian_kl(
     "KL(q ‖ p) between diagonal Gaussians, per dimension: shape (N, D)."
     mu2, logvar2 = torch.as_tensor(mu2, dtype=mu.dtype, device=mu.device), torch.as_tensor(logvar2, dtype=mu.dtype, device=mu.device)
     return 0.5 * (logvar2 - logvar + (logvar.exp() + (mu - mu2).pow(2)) / logvar2.exp() - 1)
-
-def gaussian_log_density(
-    z:Tensor, # (..., D) points
-    mu:Tensor|float=0., # (..., D) means
-    logvar:Tensor|float=0., # (..., D) log-variances
-)->Tensor:
-    "Log-density of diagonal Gaussians per dimension, shape (..., D)."
-    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
-    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp())
 
 def prior_nll(
     z:Tensor, # (N, D) codes
@@ -416,18 +417,25 @@ class FactorVAE(VAE):
         return [ExtraStep('discriminator', self.discriminator.parameters(), self.cfg.disc_optimizer, self.discriminator_loss)]
 
 # %% ../nbs/05_models.ipynb #6dd86494
+TCEstimator = Literal['mss', 'mws']
+
 def tc_decomposition(
     z:Tensor, # (B, D) samples, z_i ~ q(z | x_i)
     mu:Tensor, logvar:Tensor, # (B, D) the encoder's Gaussian parameters for the batch
-    dataset_size:int, # N, the number of training items
+    dataset_size:int|None=None, # N, the number of training items (needed by 'mss')
+    estimator:TCEstimator='mss', # 'mss' (minibatch-stratified) or 'mws' (minibatch-weighted, equal weights 1/B)
 )->dict:
-    "Index-code MI, total correlation and dimension-wise KL (batch means) by minibatch-stratified sampling."
+    "Index-code MI, total correlation and dimension-wise KL (batch means), with q(z) estimated on the batch."
     B = len(z)
-    if B < 2: raise ValueError("the minibatch-stratified estimator needs a batch of at least 2 codes")
-    if dataset_size < B: raise ValueError(f"dataset_size ({dataset_size}) must be at least the batch size ({B}); set it to the number of training items")
+    if B < 2: raise ValueError(f"the TC estimators need a batch of at least 2 codes, got {B}")
+    if estimator == 'mws': log_w = torch.full((B, B), -math.log(B), dtype=z.dtype, device=z.device)
+    elif estimator == 'mss':
+        if dataset_size is None: raise ValueError("the 'mss' estimator needs dataset_size, the number of training items")
+        if dataset_size < B: raise ValueError(f"dataset_size ({dataset_size}) must be at least the batch size ({B}); set it to the number of training items")
+        log_w = torch.full((B, B), math.log((dataset_size - 1) / (dataset_size * (B - 1))), dtype=z.dtype, device=z.device)
+        log_w.fill_diagonal_(-math.log(dataset_size))
+    else: raise ValueError(f"estimator must be 'mss' or 'mws', got {estimator!r}")
     log_q = gaussian_log_density(z[:, None], mu[None], logvar[None]) # (B, B, D): log q(z_i,l | x_j)
-    log_w = torch.full((B, B), math.log((dataset_size - 1) / (dataset_size * (B - 1))), dtype=z.dtype, device=z.device)
-    log_w.fill_diagonal_(-math.log(dataset_size))
     log_qz_x = log_q.diagonal(dim1=0, dim2=1).sum(0)
     log_qz = torch.logsumexp(log_w + log_q.sum(2), dim=1)
     log_qz_dims = torch.logsumexp(log_w[..., None] + log_q, dim=1).sum(1)
@@ -437,19 +445,25 @@ def tc_decomposition(
 @dataclass
 class BetaTCVAEConfig(AEConfig):
     "β-TCVAE: VAE with separately weighted index-code MI (α), TC (β) and dimension-wise KL (γ)."
-    dataset_size: int|None = param(None, 'number of training items N (the estimator needs it); required', ge=2)
+    estimator: TCEstimator = param('mss', "q(z) estimator: 'mss' (minibatch-stratified, Chen et al.) or 'mws' (minibatch-weighted, the official GWAE baseline)")
+    dataset_size: int|None = param(None, "number of training items N; required by estimator 'mss'", ge=2)
     alpha: float = param(1.0, 'weight α of the index-code mutual information', ge=0)
     beta: float = param(6.0, 'weight β of the total correlation', ge=0)
     gamma: float = param(1.0, 'weight γ of the dimension-wise KL', ge=0)
 
 class BetaTCVAE(VAE):
-    "β-TCVAE (Chen et al., 2018) with the minibatch-stratified estimator."
+    "β-TCVAE (Chen et al., 2018) with the minibatch-stratified (default) or minibatch-weighted estimator."
     config_cls = BetaTCVAEConfig
+
+    def __init__(self, x_shape, cfg=None, **changes):
+        super().__init__(x_shape, cfg, **changes)
+        if self.cfg.estimator == 'mss' and self.cfg.dataset_size is None:
+            raise ValueError("BetaTCVAE with estimator='mss' needs dataset_size: set it to the number of training items "
+                             "(or use estimator='mws', which does not need it)")
 
     def objective(self, rec, kl, mu, logvar, z):
         c = self.cfg
-        if c.dataset_size is None: raise ValueError("BetaTCVAE needs dataset_size: set it to the number of training items")
-        d = tc_decomposition(z, mu, logvar, c.dataset_size)
+        d = tc_decomposition(z, mu, logvar, c.dataset_size, c.estimator)
         loss = rec + kl + (c.alpha - 1) * d['mi'] + (c.beta - 1) * d['tc'] + (c.gamma - 1) * d['dim_kl']
         return dict(loss=loss, rec=rec, kl=kl, **d)
 
@@ -507,6 +521,12 @@ def kernel_matrix(
     if kernel == 'imq': return sum(c * C / (c * C + d2) for c in IMQ_SCALES)
     raise ValueError(f"kernel must be 'rbf' or 'imq', got {kernel!r}")
 
+def infovae_rbf_scale(
+    d:int, # latent dimension
+)->float:
+    "The RBF width s with C = 2·d·s² = d², i.e. k(x, y) = exp(-mean_l (x_l - y_l)² / d): the kernel of the InfoVAE and vaetc code."
+    return math.sqrt(d / 2)
+
 def mmd(
     x:Tensor, # (N, D) samples of P
     y:Tensor, # (M, D) samples of Q
@@ -528,7 +548,8 @@ class InfoVAEConfig(AEConfig):
     alpha: float = param(0.9, 'InfoVAE α (KL weight 1−α)', le=1)
     lam: float = param(100.0, 'InfoVAE λ (MMD weight α+λ−1)', ge=0)
     kernel: Kernel = param('rbf', "MMD kernel: 'rbf' or 'imq'")
-    kernel_scale: float = param(1.0, 'kernel width s (C = 2·z_dim·s²)', gt=0)
+    kernel_scale: float|None = param(None, 'kernel width s (C = 2·z_dim·s²); unset: √(z_dim/2), so C = z_dim² as the InfoVAE and vaetc code', gt=0)
+    unbiased: bool = param(False, 'unbiased MMD estimator (leaves out i=j terms); the InfoVAE and vaetc code use the biased one')
 
 class InfoVAE(VAE):
     "InfoVAE with the MMD divergence (the official GWAE 'wae' baseline)."
@@ -536,7 +557,8 @@ class InfoVAE(VAE):
 
     def objective(self, rec, kl, mu, logvar, z):
         c = self.cfg
-        m = mmd(z, self.prior_sample(len(z)), c.kernel, c.kernel_scale)
+        scale = infovae_rbf_scale(self.z_dim) if c.kernel_scale is None else c.kernel_scale
+        m = mmd(z, self.prior_sample(len(z)), c.kernel, scale, c.unbiased)
         return dict(loss=rec + (1 - c.alpha) * kl + (c.alpha + c.lam - 1) * m, rec=rec, kl=kl, mmd=m)
 
 # %% ../nbs/05_models.ipynb #910241b9

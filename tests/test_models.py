@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from gwae.core import seed_everything
-from gwae.models import (MODELS, ConsistencyRegularized, check_model, density_ratio_tc, dip_covariance, dip_penalty,
-                         gaussian_kl, gaussian_log_density, kernel_matrix, make_model, mmd, permute_dims, prior_nll,
-                         random_affine, reconstruction_nll, reparameterize, tc_decomposition)
+from gwae.models import (MODELS, ConsistencyRegularized, FactorVAE, OptimizerConfig, build_optimizers, check_model,
+                         density_ratio_tc, dip_covariance, dip_penalty, extra_updates, gaussian_kl, kernel_matrix,
+                         make_model, mmd, permute_dims, prior_nll, random_affine, reconstruction_nll, tc_decomposition)
+from gwae.priors import gaussian_log_density
 
 torch.set_num_threads(1)
 VEC, IMG = (16,), (1, 28, 28)
@@ -87,13 +88,17 @@ def test_model_contract_and_training(name, x_shape):
     assert score.shape == (8,) and torch.isfinite(score).all()
 
 
-def test_gaussian_kl_matches_monte_carlo():
+@pytest.mark.parametrize('target', ['standard', 'scalar', 'per_dim', 'per_item'])
+def test_gaussian_kl_matches_torch_distributions(target):
+    "The closed form against torch's, for every way of giving p (default, scalars, broadcast rows, full tensors)."
     seed_everything(0)
-    mu, lv, mu2, lv2 = torch.randn(4, 2, 3)
-    z = mu + torch.randn(200_000, 2, 3) * (0.5 * lv).exp()
-    mc = (gaussian_log_density(z, mu, lv) - gaussian_log_density(z, mu2, lv2)).mean(0)
-    torch.testing.assert_close(mc / gaussian_kl(mu, lv, mu2, lv2), torch.ones(2, 3), atol=0.02, rtol=0)
-    torch.testing.assert_close(gaussian_kl(mu, lv).sum(1), gaussian_kl(mu, lv, torch.zeros(2, 3), torch.zeros(2, 3)).sum(1))
+    mu, lv = torch.randn(2, 50, 6) * 2
+    mu2, lv2 = dict(standard=(0., 0.), scalar=(0.7, -1.3), per_dim=tuple(torch.randn(2, 6)), per_item=tuple(torch.randn(2, 50, 6)))[target]
+    kl = gaussian_kl(mu, lv) if target == 'standard' else gaussian_kl(mu, lv, mu2, lv2)
+    std = lambda v: torch.as_tensor(v).mul(0.5).exp()
+    ref = torch.distributions.kl_divergence(torch.distributions.Normal(mu, std(lv)), torch.distributions.Normal(torch.as_tensor(mu2), std(lv2)))
+    assert kl.shape == (50, 6)
+    torch.testing.assert_close(kl, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_bernoulli_is_stable_and_exact():
@@ -102,59 +107,73 @@ def test_bernoulli_is_stable_and_exact():
     assert reconstruction_nll(logits, x, 'gaussian').item() == pytest.approx(0.5 * (1 + 0 + 1), abs=1e-6)
 
 
-def _posteriors(n, rho, sigma=0.5):
-    cov = torch.tensor([[1., rho], [rho, 1.]])
-    mu = torch.distributions.MultivariateNormal(torch.zeros(2), cov).sample((n,))
-    lv = torch.full_like(mu, 2 * math.log(sigma))
-    return reparameterize(mu, lv), mu, lv
+def _small_dataset(n=48, d=3, seed=0):
+    "Posteriors of a whole (tiny) dataset with correlated means, one code per item, and the exact MI, TC and dim-KL."
+    g = torch.Generator().manual_seed(seed)
+    mu = torch.randn(n, d, generator=g) @ torch.tensor([[1., .8, 0.], [0., .6, .3], [0., 0., 1.]])
+    lv = torch.randn(n, d, generator=g) * 0.3 - 1
+    z = mu + torch.randn(n, d, generator=g) * (0.5 * lv).exp()
+    q = torch.distributions.Normal(mu[None], (0.5 * lv[None]).exp())  # q(. | x_m) for every item m
+    log_q = q.log_prob(z[:, None])  # (n, n, d): log q(z_il | x_m)
+    log_qz = torch.logsumexp(log_q.sum(2), 1) - math.log(n)  # q(z) = (1/N) Σ_m q(z | x_m), exactly
+    log_marginals = (torch.logsumexp(log_q, 1) - math.log(n)).sum(1)  # Σ_l log q(z_l)
+    log_qz_x = log_q.diagonal(dim1=0, dim2=1).sum(0)
+    log_pz = torch.distributions.Normal(0., 1.).log_prob(z).sum(1)
+    exact = dict(mi=(log_qz_x - log_qz).mean(), tc=(log_qz - log_marginals).mean(), dim_kl=(log_marginals - log_pz).mean())
+    return z, mu, lv, exact
 
 
-@pytest.mark.parametrize('dataset_size', [512, 60_000])
-def test_tc_near_zero_for_independent_and_positive_for_correlated(dataset_size):
+@pytest.mark.parametrize('estimator', ['mss', 'mws'])
+def test_tc_decomposition_exact_when_the_batch_is_the_dataset(estimator):
+    "With B = N every weight of both estimators is 1/N: each part equals the exact value."
+    z, mu, lv, exact = _small_dataset()
+    assert exact['mi'] > 0.5 and exact['tc'] > 0.05  # values far from 0, so a wrong weighting shows
+    parts = tc_decomposition(z, mu, lv, dataset_size=len(z), estimator=estimator)
+    for k in ('mi', 'tc', 'dim_kl'): torch.testing.assert_close(parts[k], exact[k], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize('wrong', [2, 10])
+def test_mss_depends_on_the_dataset_size(wrong):
+    "A wrong N (the batch taken as a fraction of a larger dataset) moves the minibatch-stratified parts off the exact ones."
+    z, mu, lv, exact = _small_dataset()
+    parts = tc_decomposition(z, mu, lv, dataset_size=wrong * len(z))
+    assert abs(parts['mi'] - exact['mi']) > 0.05 and abs(parts['dim_kl'] - exact['dim_kl']) > 0.05, (parts, exact)
+
+
+def test_mws_is_the_official_estimator_up_to_a_constant():
+    "vaetc's total_correlation (equal weights, own code included, no constants) is our MWS TC − (D−1)·log B: same gradients."
     seed_everything(0)
-    tc = lambda rho: torch.stack([tc_decomposition(*_posteriors(512, rho), dataset_size)['tc'] for _ in range(4)]).mean().item()
-    r = 0.9 / 1.25
-    assert abs(tc(0.)) < 0.06
-    assert tc(0.9) == pytest.approx(-0.5 * math.log(1 - r**2), abs=0.1)
+    B, D = 32, 4
+    mu, lv, eps = torch.randn(B, D).requires_grad_(), (0.3 * torch.randn(B, D)).requires_grad_(), torch.randn(B, D)
+    z = mu + eps * (0.5 * lv).exp()
+    log_q = -0.5 * ((z[:, None] - mu[None]) ** 2 * torch.exp(-lv[None]) + lv[None] + math.log(2 * math.pi))
+    official = (log_q.sum(2).logsumexp(1) - log_q.logsumexp(1).sum(1)).mean()
+    ours = tc_decomposition(z, mu, lv, estimator='mws')['tc']
+    torch.testing.assert_close(ours, official + (D - 1) * math.log(B))
+    for a, b in zip(torch.autograd.grad(ours, (mu, lv), retain_graph=True), torch.autograd.grad(official, (mu, lv))):
+        torch.testing.assert_close(a, b)
+    mss = tc_decomposition(z, mu, lv, dataset_size=1000)['tc']
+    assert not torch.allclose(torch.autograd.grad(mss, mu)[0], torch.autograd.grad(ours, mu)[0])  # a different estimator
 
 
-def test_tc_decomposition_sums_to_kl():
+class _CodesAsData(FactorVAE):
+    "FactorVAE whose encoder is the identity with a tiny variance: the data are the codes."
+    def encode(self, x): return x, torch.full_like(x, -30.)
+
+
+def test_factorvae_discriminator_step_learns_the_total_correlation():
+    "Trained by the model's own extra step (its loss, labels and optimizer), the discriminator finds the TC of correlated codes."
     seed_everything(0)
-    z, mu, lv = _posteriors(128, 0.5)
-    parts = tc_decomposition(z, mu, lv, 5000)
-    mc = (gaussian_log_density(z, mu, lv) - gaussian_log_density(z)).sum(1).mean()
-    torch.testing.assert_close(sum(parts.values()), mc, atol=1e-4, rtol=0)
-    sums, kls = [], []
-    for _ in range(60):
-        z, mu, lv = _posteriors(128, 0.5)
-        sums.append(sum(tc_decomposition(z, mu, lv, 5000).values()))
-        kls.append(gaussian_kl(mu, lv).sum(1).mean())
-    assert torch.stack(sums).mean().item() == pytest.approx(torch.stack(kls).mean().item(), abs=0.04)
-
-
-def test_factorvae_density_ratio_sign():
-    "A discriminator that outputs the exact log q(z)/∏q(z_l) gives TC > 0 on correlated codes."
-    seed_everything(0)
-    cov = torch.tensor([[1., .8], [.8, 1.]])
-    q = torch.distributions.MultivariateNormal(torch.zeros(2), cov)
-    oracle = lambda z: (q.log_prob(z) - gaussian_log_density(z).sum(1))[:, None]
-    z = q.sample((20_000,))
-    assert density_ratio_tc(oracle, z).item() == pytest.approx(-0.5 * math.log(1 - .64), abs=0.03)
-    assert density_ratio_tc(oracle, permute_dims(z)).item() < 0  # shuffled codes look like the product of marginals
-
-
-def test_factorvae_discriminator_learns_correlation():
-    "The trained discriminator's TC estimate is larger on correlated than on independent codes."
-    seed_everything(0)
-    model = make_model('factor_vae', VEC, z_dim=2, nets=dict(hidden=(8,)), disc_hidden=32, disc_layers=2)
-    opt = torch.optim.Adam(model.discriminator.parameters(), 1e-2)
-    q = torch.distributions.MultivariateNormal(torch.zeros(2), torch.tensor([[1., .9], [.9, 1.]]))
-    for _ in range(200):
-        z = q.sample((256,))
-        real, perm = model.discriminator(z), model.discriminator(permute_dims(z))
-        loss = F.binary_cross_entropy_with_logits(real, torch.ones_like(real)) + F.binary_cross_entropy_with_logits(perm, torch.zeros_like(perm))
-        opt.zero_grad(); loss.backward(); opt.step()
-    with torch.no_grad(): assert density_ratio_tc(model.discriminator, q.sample((2000,))) > 0.3
+    model = _CodesAsData((2,), z_dim=2, nets=dict(hidden=(4,)), disc_hidden=32, disc_layers=2,
+                         disc_optimizer=OptimizerConfig(lr=1e-2, betas=(0.5, 0.9)))
+    opts = build_optimizers(model)
+    q = torch.distributions.MultivariateNormal(torch.zeros(2), torch.tensor([[1., .9], [.9, 1.]]))  # TC = 0.83
+    for _ in range(200): logs = extra_updates(model, opts, q.sample((256,)))
+    assert logs['discriminator_disc_acc'] > 0.6
+    with torch.no_grad():
+        z = q.sample((4000,))
+        assert density_ratio_tc(model.discriminator, z) > 0.3
+        assert density_ratio_tc(model.discriminator, permute_dims(z)) < 0  # shuffled codes look like the product of marginals
 
 
 @pytest.mark.parametrize('kernel', ['rbf', 'imq'])
@@ -164,6 +183,24 @@ def test_mmd_zero_for_identical_and_kernel_psd(kernel):
     assert abs(mmd(a, a, kernel, unbiased=False).item()) < 1e-6
     assert torch.linalg.eigvalsh(kernel_matrix(a, a, kernel).double()).min() > -1e-6
     assert mmd(a, torch.randn(150, 5) + 1, kernel) > 10 * abs(mmd(a, torch.randn(150, 5), kernel))
+
+
+@pytest.mark.parametrize('z_dim', [2, 64])
+def test_infovae_default_is_the_official_mmd(z_dim):
+    "Default InfoVAE: biased MMD with k(a, b) = exp(-mean_l (a_l - b_l)² / L) (vaetc, Zhao et al.), weight 99.9."
+    seed_everything(0)
+    model = make_model('info_vae', VEC, z_dim=z_dim, nets=dict(hidden=(8,)))
+    z, prior = 1.5 * torch.randn(32, z_dim) + 0.3, torch.randn(32, z_dim)
+    model.prior_sample = lambda n: prior[:n]
+    k = lambda a, b: torch.exp(-(a[:, None] - b[None]).pow(2).mean(-1) / z_dim)
+    official = k(z, z).mean() + k(prior, prior).mean() - 2 * k(z, prior).mean()
+    out = model.objective(torch.tensor(0.), torch.tensor(0.), z, torch.zeros_like(z), z)
+    torch.testing.assert_close(out['mmd'], official)
+    torch.testing.assert_close(out['loss'], 99.9 * official)
+    assert official > 1e-3
+    imq = make_model('info_vae', VEC, z_dim=z_dim, nets=dict(hidden=(8,)), kernel='imq', kernel_scale=1.0, unbiased=True)
+    imq.prior_sample = lambda n: prior[:n]
+    torch.testing.assert_close(imq.objective(torch.tensor(0.), torch.tensor(0.), z, torch.zeros_like(z), z)['mmd'], mmd(z, prior, 'imq', 1.0))
 
 
 def test_dip_penalty_zero_at_identity():
