@@ -3,9 +3,10 @@
 nbdev's docs build is: refresh `nbs/nbdev.yml` and `nbs/_quarto.yml` from `pyproject.toml`, rebuild the symbol index,
 write `nbs/sidebar.yml`, then pre-process every notebook into `_proc/` (directives, `show_doc` cells, exported-symbol
 docs), and finally hand `_proc/` to Quarto. Quarto cannot be installed offline, so CI stops before that last step;
-everything before it runs here, so a broken `show_doc`, directive or doc link fails CI, not the docs deploy.
+everything before it runs here, so a broken `show_doc`, directive or doc link fails CI, not the docs deploy. A cell
+that mixes imports with other code also fails: the docs build runs such cells, which breaks pages in subtle ways.
 """
-import os, sys
+import os, sys, warnings
 from pathlib import Path
 
 from nbdev.config import get_config
@@ -21,9 +22,12 @@ before = {p: p.read_text() if p.exists() else None for p in generated}
 refresh_quarto_yml()
 nbdev.doclinks._build_modidx()
 nbdev_sidebar.__wrapped__(path=nbs)
-cache = proc_nbs(nbs, n_workers=0, force=True)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    cache = proc_nbs(nbs, n_workers=0, force=True)
 
-problems = []
+problems = [f"{w.message}".split('\n---\n')[0] + ': ' + f"{w.message}".split('\n---\n')[1].splitlines()[0]
+            for w in caught if 'imports and other code' in str(w.message)]
 for p in generated:
     if p.read_text() != before[p]:
         problems.append(f"{p.relative_to(cfg.config_path)} changed: commit the regenerated file (python tools/check_docs.py writes it)")
