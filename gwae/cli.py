@@ -10,9 +10,9 @@ import argparse, sys
 import gwae
 
 # %% auto #0
-__all__ = ['build_parser', 'main']
+__all__ = ['build_parser', 'main', 'config_help', 'ConfigHelp']
 
-# %% ../nbs/10_cli.ipynb #9fb6244d
+# %% ../nbs/10_cli.ipynb #c37c6ccf
 def build_parser()->argparse.ArgumentParser:
     "The `gwae` argument parser with every subcommand."
     p = argparse.ArgumentParser(
@@ -20,7 +20,8 @@ def build_parser()->argparse.ArgumentParser:
         description='Gromov-Wasserstein Autoencoders: train, evaluate and compare representation models.',
         epilog='Run `gwae COMMAND --help` for the options of one command.')
     p.add_argument('--version', action='version', version=f'gwae {gwae.__version__}')
-    p.add_subparsers(dest='command', metavar='COMMAND')
+    sub = p.add_subparsers(dest='command', metavar='COMMAND')
+    _add_train(sub); _add_resume(sub); _add_evaluate(sub)
     return p
 
 def main(
@@ -32,4 +33,85 @@ def main(
     if args.command is None:
         parser.print_help()
         return 0
-    return args.run(args) or 0
+    try: return args.run(args) or 0
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"gwae {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+# %% ../nbs/10_cli.ipynb #8b934bd0
+def config_help()->str:
+    "The keys of a run config with types, defaults and help, and the registered models and datasets."
+    from gwae.core import describe_config
+    from gwae.train import TrainConfig, MODELS, DATASETS
+    lines = ['run config keys (YAML file or --set key=value):',
+             '  imports             modules to import first (they may register models and datasets)',
+             '  model.name          one of: ' + (', '.join(sorted(MODELS)) or 'none registered'),
+             '  model.<key>         settings of that model (see its documentation)',
+             '  data.name           one of: ' + (', '.join(sorted(DATASETS)) or 'none registered'),
+             '  data.<key>          settings of that dataset']
+    for key, tp, default, help in describe_config(TrainConfig, 'train.'):
+        lines.append(f"  {key:<19} {help} [{tp}, default {default!r}]")
+    return '\n'.join(lines)
+
+class ConfigHelp(argparse.Action):
+    "`--help` that appends `config_help()`, built only when asked for."
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help='show this help message and exit'):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.epilog = (parser.epilog or '') + '\n\n' + config_help()
+        parser.print_help(); parser.exit()
+
+# %% ../nbs/10_cli.ipynb #a77687f6
+def _add_train(sub):
+    p = sub.add_parser('train', add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        help='train a model from a YAML run config', description='Train a model described by a YAML run config into a '
+        'new run folder (config.yaml, checkpoints, best/last weights, history.csv), then evaluate it (metrics.json, figures/).')
+    p.add_argument('-h', '--help', action=ConfigHelp)
+    p.add_argument('config', help='the YAML run config, e.g. configs/quickstart.yaml')
+    p.add_argument('--set', nargs='+', default=[], metavar='KEY=VALUE', dest='overrides',
+                   help='override config keys with YAML values, e.g. --set model.z_dim=16 train.epochs=3')
+    p.add_argument('--out', default=None, help='the run folder (default: RUNS_DIR/<model>-<data>-<date>-<time>)')
+    p.add_argument('--runs-dir', default='runs', help='where new run folders go when --out is not given (default: runs)')
+    p.add_argument('--no-evaluate', action='store_true', help='skip metrics and figures after training')
+    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.set_defaults(run=_train)
+
+def _report(path, metrics:dict|None):
+    if metrics: print('metrics: ' + ', '.join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+    print(f"run folder: {path}")
+
+def _train(args)->int:
+    from gwae.train import RunConfig, train, evaluate_run, default_run_dir
+    cfg = RunConfig.from_yaml(args.config).override(args.overrides)
+    path = Path(args.out) if args.out else default_run_dir(cfg, args.runs_dir)
+    print(f"training {cfg.model['name']} on {cfg.data['name']}; run folder: {path}", flush=True)
+    train(cfg, path, progress=not args.quiet)
+    _report(path, None if args.no_evaluate else evaluate_run(path))
+
+# %% ../nbs/10_cli.ipynb #32e8bc57
+def _add_resume(sub):
+    p = sub.add_parser('resume', help='continue a run from its last checkpoint',
+        description='Continue the run in RUN from its last checkpoint (model, optimizers, RNG states and data order are '
+        'restored, so a CPU run reaches the same numbers as if never interrupted), then evaluate it.')
+    p.add_argument('run_dir', metavar='RUN', help='the run folder')
+    p.add_argument('--epochs', type=int, default=None, help='train up to this many epochs in total (default: as configured)')
+    p.add_argument('--no-evaluate', action='store_true', help='skip metrics and figures after training')
+    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.set_defaults(run=_resume)
+
+def _resume(args)->int:
+    from gwae.train import resume, evaluate_run
+    resume(args.run_dir, epochs=args.epochs, progress=not args.quiet)
+    _report(args.run_dir, None if args.no_evaluate else evaluate_run(args.run_dir))
+
+def _add_evaluate(sub):
+    p = sub.add_parser('evaluate', help='write metrics and figures of a run',
+        description='Evaluate the run in RUN: validation loss terms and reconstruction PSNR in metrics.json; '
+        'reconstructions, samples, latent traversals and loss curves in figures/.')
+    p.add_argument('run_dir', metavar='RUN', help='the run folder')
+    p.add_argument('--which', choices=['best', 'last'], default='best', help='weights to evaluate: lowest validation loss (best) or final (last)')
+    p.set_defaults(run=_evaluate)
+
+def _evaluate(args)->int:
+    from gwae.train import evaluate_run
+    _report(args.run_dir, evaluate_run(args.run_dir, args.which))

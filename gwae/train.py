@@ -30,7 +30,8 @@ from .models import RepresentationModel, ExtraStep, OptimizerConfig
 __all__ = ['MODELS', 'DATASETS', 'TrainConfig', 'register_model', 'register_data', 'RunConfig', 'save_state', 'load_state',
            'rng_state', 'set_rng_state', 'LossModule', 'main_loss', 'NonFiniteLossError', 'TermsCallback',
            'ExtraStepsCallback', 'epoch_order', 'DataOrderCallback', 'read_csv', 'RunCallback', 'make_learner',
-           'restore', 'fit']
+           'restore', 'fit', 'default_run_dir', 'train', 'resume', 'Run', 'load_weights', 'load_run', 'image_grid',
+           'plot_history', 'save_figures', 'evaluate_model', 'evaluate_run']
 
 # %% ../nbs/07_train.ipynb #99c5c406
 @dataclass
@@ -451,3 +452,182 @@ def fit(
         with learn.distrib_ctx(): learn.fit(cfg.epochs - start)
     else: learn.fit(cfg.epochs - start)
     return learn
+
+# %% ../nbs/07_train.ipynb #2d64c78b
+def default_run_dir(
+    cfg:RunConfig, # the run's config
+    root:str|Path='runs', # where run folders go
+)->Path:
+    "A new folder name for `cfg`: `root/<model>-<data>-<date>-<time>`."
+    return Path(root) / f"{cfg.model['name']}-{cfg.data['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+def _build(cfg:RunConfig)->tuple[RepresentationModel, DataLoaders]:
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    dls = cfg.build_dls()
+    return cfg.build_model(), dls
+
+def train(
+    cfg:RunConfig, # model, data and training settings
+    path:str|Path|None=None, # the run folder (default: `default_run_dir(cfg)`); must not hold a checkpoint yet
+    progress:bool=True, # show progress bars
+    cbs:list|None=None, # more fastai callbacks
+)->Learner:
+    "Train a new run into the folder `path`; returns the `Learner` (`learn.path` is the run folder)."
+    path = Path(path) if path is not None else default_run_dir(cfg)
+    if (path/'checkpoint.safetensors').exists():
+        raise FileExistsError(f"{path} already holds a run; continue it with `gwae resume {path}` or choose another folder")
+    path.mkdir(parents=True, exist_ok=True)
+    cfg.to_yaml(path/'config.yaml')
+    model, dls = _build(cfg)
+    return fit(model, dls, cfg.train, path=path, progress=progress, cbs=cbs)
+
+def resume(
+    path:str|Path, # a run folder with a checkpoint
+    epochs:int|None=None, # train up to this many epochs in total (default: the config's)
+    progress:bool=True, # show progress bars
+    cbs:list|None=None, # more fastai callbacks
+)->Learner:
+    "Continue the run in `path` from its last checkpoint, to the same numbers an uninterrupted run reaches (CPU)."
+    path = Path(path)
+    cfg = RunConfig.from_yaml(path/'config.yaml')
+    if epochs is not None:
+        cfg = cfg.override([f'train.epochs={epochs}'])
+        cfg.to_yaml(path/'config.yaml')
+    model, dls = _build(cfg)
+    return fit(model, dls, cfg.train, path=path, resume=True, progress=progress, cbs=cbs)
+
+# %% ../nbs/07_train.ipynb #2fe7b15d
+@dataclass
+class Run:
+    "A trained run loaded from its folder."
+    path:Path
+    config:RunConfig
+    model:RepresentationModel
+    history:list[dict]
+    metrics:dict
+
+def load_weights(model:nn.Module, path:str|Path)->nn.Module:
+    "Load a `weights_*.safetensors` (or a checkpoint's model part) into `model`, never running pickled code."
+    state = load_state(path)
+    model.load_state_dict(state['model'] if 'model' in state and 'progress' in state else state)
+    return model
+
+def load_run(
+    path:str|Path, # a run folder
+    which:str='best', # 'best' (lowest validation loss) or 'last' weights
+    device:str|None=None, # where to put the model (default: `default_device()`)
+)->Run:
+    "The model (in eval mode), config, history and metrics of the run in `path`."
+    path = Path(path)
+    if not (path/'config.yaml').exists(): raise FileNotFoundError(f"{path} is not a run folder (no config.yaml)")
+    if which not in ('best', 'last'): raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    weights = path/f'weights_{which}.safetensors'
+    if not weights.exists(): raise FileNotFoundError(f"{weights} not found: the run has not finished an epoch yet")
+    cfg = RunConfig.from_yaml(path/'config.yaml')
+    model = load_weights(cfg.build_model(), weights).to(default_device(device)).eval()
+    history = read_csv(path/'history.csv') if (path/'history.csv').exists() else []
+    metrics = json.loads((path/'metrics.json').read_text()) if (path/'metrics.json').exists() else {}
+    return Run(path, cfg, model, history, metrics)
+
+# %% ../nbs/07_train.ipynb #f9c49348
+def image_grid(
+    images:Tensor, # (N, C, H, W) values in [0, 1]; C is 1 or 3
+    ncol:int, # images per row
+    pad:int=1, # gap between images in pixels
+)->np.ndarray:
+    "Tile a batch into one (rows·H, ncol·W, C) array, gaps white."
+    x = images.detach().float().cpu().clamp(0, 1)
+    n, c, h, w = x.shape
+    nrow = math.ceil(n / ncol)
+    grid = torch.ones(c, nrow * (h + pad) - pad, ncol * (w + pad) - pad)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        grid[:, r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = x[i]
+    return grid.permute(1, 2, 0).numpy()
+
+# %% ../nbs/07_train.ipynb #00a7319f
+def _show_grid(images:Tensor, ncol:int, path:Path, title:str):
+    import matplotlib.pyplot as plt
+    g = image_grid(images, ncol)
+    fig, ax = plt.subplots(figsize=(min(8, 0.5 * ncol + 1), min(8, 0.5 * g.shape[0] / images.shape[-2] + 0.8)))
+    ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap='gray', vmin=0, vmax=1); ax.set_title(title); ax.axis('off')
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+
+def plot_history(
+    history:list[dict], # rows of `history.csv`
+    path:str|Path|None=None, # save the figure here (else return it)
+):
+    "Every loss term per epoch, training and validation, one panel per term."
+    import matplotlib.pyplot as plt
+    terms = list(dict.fromkeys(k.split('_', 1)[1] for r in history for k in r if k.startswith(('train_', 'valid_'))))
+    ncol = min(4, len(terms)) or 1
+    fig, axs = plt.subplots(math.ceil(len(terms) / ncol) or 1, ncol, figsize=(2.6 * ncol, 2.2 * math.ceil(len(terms) / ncol)), squeeze=False)
+    for ax, t in zip(axs.flat, terms):
+        for phase in ('train', 'valid'):
+            pts = [(r['epoch'], r[f'{phase}_{t}']) for r in history if f'{phase}_{t}' in r]
+            if pts: ax.plot(*zip(*pts), marker='.', label=phase)
+        ax.set_title(t, fontsize=9); ax.set_xlabel('epoch', fontsize=8); ax.tick_params(labelsize=7)
+    for ax in list(axs.flat)[len(terms):]: ax.axis('off')
+    axs.flat[0].legend(fontsize=7); fig.tight_layout()
+    if path is None: return fig
+    fig.savefig(path, dpi=100); plt.close(fig)
+
+@torch.no_grad()
+def save_figures(
+    model:RepresentationModel, # a trained model
+    x:Tensor, # a batch of validation images
+    history:list[dict], # rows of `history.csv`
+    folder:str|Path, # where the PNG files go
+    n:int=8, # images per row
+)->list[Path]:
+    "Reconstructions, samples, latent traversals and loss curves as PNG files; returns their paths."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    model.eval(); out = []
+    if x.dim() == 4:
+        x = x[:n]
+        _show_grid(torch.cat([x, model.reconstruct(x)]), len(x), folder/'reconstructions.png', 'originals / reconstructions')
+        _show_grid(model.sample(2 * n), n, folder/'samples.png', 'samples from the prior')
+        z = model.embed(x[:1]).repeat(7, 1)
+        steps = torch.linspace(-2.5, 2.5, 7, device=z.device)
+        rows = []
+        for d in range(min(model.z_dim, 10)):
+            zd = z.clone(); zd[:, d] = steps; rows.append(model.decode(zd))
+        _show_grid(torch.cat(rows), 7, folder/'traversals.png', 'latent traversals (one row per dimension)')
+        out += [folder/'reconstructions.png', folder/'samples.png', folder/'traversals.png']
+    if history:
+        plot_history(history, folder/'loss_curves.png'); out.append(folder/'loss_curves.png')
+    return out
+
+# %% ../nbs/07_train.ipynb #ae6c79cc
+@torch.no_grad()
+def evaluate_model(
+    model:RepresentationModel, # the model to judge (put in eval mode)
+    dl, # a loader of (images, targets) batches
+)->dict:
+    "Loss terms (prefixed `valid_`) and reconstruction PSNR averaged over `dl`."
+    model.eval(); sums, n = {}, 0
+    for b in dl:
+        x = (b[0] if isinstance(b, (tuple, list)) else b).to(model.device)
+        terms = _floats(model.loss(x))
+        mse = (model.reconstruct(x).float() - x.float()).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+        terms['psnr'] = (10 * torch.log10(1 / mse)).sum().item() / len(x)
+        for k, v in terms.items(): sums[k] = sums.get(k, 0.0) + v * len(x)
+        n += len(x)
+    return {('psnr' if k == 'psnr' else f'valid_{k}'): v / n for k, v in sums.items()}
+
+def evaluate_run(
+    path:str|Path, # a run folder
+    which:str='best', # 'best' or 'last' weights
+)->dict:
+    "Write `metrics.json` and `figures/` for the run in `path`; returns the metrics."
+    run = load_run(path, which)
+    seed_everything(run.config.train.seed)
+    dls = run.config.build_dls()
+    dls.to(run.model.device)
+    metrics = dict(weights=which, **evaluate_model(run.model, dls.valid))
+    seed_everything(run.config.train.seed)
+    x = next(iter(dls.valid))[0]
+    figures = save_figures(run.model, x, run.history, run.path/'figures')
+    metrics['figures'] = [str(f.relative_to(run.path)) for f in figures]
+    (run.path/'metrics.json').write_text(json.dumps(metrics, indent=1))
+    return metrics
