@@ -29,7 +29,7 @@ from .models import RepresentationModel, ExtraStep, OptimizerConfig
 # %% auto #0
 __all__ = ['MODELS', 'DATASETS', 'TrainConfig', 'register_model', 'register_data', 'RunConfig', 'save_state', 'load_state',
            'rng_state', 'set_rng_state', 'LossModule', 'main_loss', 'NonFiniteLossError', 'TermsCallback',
-           'ExtraStepsCallback', 'epoch_order', 'DataOrderCallback', 'read_csv', 'RunCallback', 'make_learner',
+           'ExtraStepsCallback', 'epoch_order', 'DataOrderCallback', 'read_csv', 'RunFolderCallback', 'make_learner',
            'restore', 'fit', 'default_run_dir', 'train', 'resume', 'Run', 'load_weights', 'load_run', 'image_grid',
            'plot_history', 'save_figures', 'evaluate_model', 'evaluate_run']
 
@@ -183,7 +183,7 @@ def set_rng_state(state:dict):
     random.setstate(state['python']); np.random.set_state(state['numpy']); torch.set_rng_state(state['torch'])
     if state['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
 
-# %% ../nbs/07_train.ipynb #7f1f210e
+# %% ../nbs/07_train.ipynb #ec67ee48
 class LossModule(nn.Module):
     "The module a fastai `Learner` drives: `forward(x)` returns `model.loss(x)`."
     def __init__(self, model:RepresentationModel):
@@ -215,12 +215,12 @@ class TermsCallback(Callback):
     @property
     def global_epoch(self)->int: return self.start_epoch + self.learn.epoch
     def last_good(self)->str:
-        run = getattr(self.learn, 'run', None)
+        run = getattr(self.learn, 'run_folder', None)
         return f"the last good checkpoint is {run.checkpoint_path}" if run and run.checkpoint_path.exists() else "no checkpoint was written"
 
     def check(self, terms:dict, prefix:str=''):
-        "Raise `NonFiniteLossError` naming the first non-finite term."
-        for k, v in terms.items():
+        "Raise `NonFiniteLossError` naming the first non-finite term (named terms before their sum `'loss'`)."
+        for k, v in sorted(terms.items(), key=lambda kv: kv[0] == 'loss'):
             if not math.isfinite(v):
                 phase = 'training' if self.training else 'validation'
                 raise NonFiniteLossError(f"loss term {prefix + k!r} is {v} at step {self.step} (epoch {self.global_epoch}, "
@@ -318,7 +318,7 @@ class DataOrderCallback(Callback):
         else: del self._dl.get_idxs
         if hasattr(self._dl, 'fake_l'): self._dl.fake_l.generator = None
 
-# %% ../nbs/07_train.ipynb #62e9ed4d
+# %% ../nbs/07_train.ipynb #6fc5f9db
 def _write_csv(path:Path, rows:list[dict]):
     cols = list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
@@ -334,7 +334,7 @@ def read_csv(path:str|Path)->list[dict]:
 
 def _weights(model:nn.Module)->dict: return {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
 
-class RunCallback(Callback):
+class RunFolderCallback(Callback):
     "Atomic checkpoints, best/last weights, history files and early stopping on the validation loss."
     order = 80
     def __init__(self, path:str|Path|None, checkpoint_every:int=0, until_convergence:bool=False, patience:int=10):
@@ -378,7 +378,7 @@ class RunCallback(Callback):
         self.save(batch=0)
         if self.stopped: raise CancelFitException()
 
-# %% ../nbs/07_train.ipynb #ef47edae
+# %% ../nbs/07_train.ipynb #9ac77508
 def _torch_optimizer(cfg:OptimizerConfig):
     "An `opt_func` for `OptimWrapper`: the torch optimizer of `cfg`, with fastai's `lr` passed through."
     return lambda params, lr: cfg.replace(lr=lr).build(params)
@@ -396,7 +396,7 @@ def make_learner(
     if cfg.mixed_precision and device.type != 'cuda': raise ValueError(f"train.mixed_precision needs a CUDA device, got {device}; set train.mixed_precision=false")
     model.to(device); dls.to(device)
     callbacks = [TermsCallback(cfg.grad_clip), ExtraStepsCallback(model), DataOrderCallback(cfg.seed),
-                 RunCallback(path, cfg.checkpoint_every, cfg.until_convergence, cfg.patience)]
+                 RunFolderCallback(path, cfg.checkpoint_every, cfg.until_convergence, cfg.patience)]
     learn = Learner(dls, LossModule(model), loss_func=main_loss, opt_func=partial(OptimWrapper, opt=_torch_optimizer(model.optimizer),
                     convert_groups=False), splitter=lambda m: m.model.main_parameters(), lr=model.optimizer.lr,
                     cbs=callbacks + list(cbs or []), path=path or '.', model_dir='.')
@@ -408,7 +408,7 @@ def make_learner(
     learn.create_opt()
     return learn
 
-# %% ../nbs/07_train.ipynb #dc6b22e0
+# %% ../nbs/07_train.ipynb #0b05b197
 def restore(learn:Learner, path:str|Path):
     "Load `path/checkpoint.safetensors` into `learn` (model, optimizers, scaler, RNG, counters, history)."
     path = Path(path)
@@ -419,7 +419,7 @@ def restore(learn:Learner, path:str|Path):
     learn.opt.load_state_dict(state['optimizer'])
     for k, o in learn.extra_steps.optimizers.items(): o.load_state_dict(state['extra_optimizers'][k])
     if state['scaler'] is not None: learn.scaler_state = state['scaler']
-    p, terms, run = state['progress'], learn.terms, learn.run
+    p, terms, run = state['progress'], learn.terms, learn.run_folder
     terms.step, terms.start_epoch, terms.resumed_batches = p['step'], p['epoch'], p['batch']
     terms.resumed_sums = p['sums']
     terms.steps = [r for r in read_csv(path/'steps.csv') if r['step'] < p['step']] if (path/'steps.csv').exists() else []
@@ -429,7 +429,7 @@ def restore(learn:Learner, path:str|Path):
     set_rng_state(state['rng'])
     return p
 
-# %% ../nbs/07_train.ipynb #9bbd60ca
+# %% ../nbs/07_train.ipynb #12e9f812
 def fit(
     model:RepresentationModel, # the model to train
     dls:DataLoaders, # batches of (images, targets)
@@ -440,12 +440,12 @@ def fit(
     cbs:list|None=None, # more fastai callbacks
     **settings, # `TrainConfig` fields overriding `cfg`, e.g. `epochs=3`
 )->Learner:
-    "Train `model` on `dls` with fastai; returns the `Learner` (history in `learn.terms`, best weights in `learn.run`)."
+    "Train `model` on `dls` with fastai; returns the `Learner` (history in `learn.terms`, best weights in `learn.run_folder`)."
     cfg = (cfg or TrainConfig()).replace(**settings)
     if path is not None: Path(path).mkdir(parents=True, exist_ok=True)
     learn = make_learner(model, dls, cfg, path, progress, cbs)
     start = restore(learn, path)['epoch'] if resume else 0
-    if learn.run.stopped: return learn
+    if learn.run_folder.stopped: return learn
     if int(os.environ.get('WORLD_SIZE', 1)) > 1:
         from fastai.distributed import rank_distrib
         learn.rank = rank_distrib()

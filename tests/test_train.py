@@ -1,0 +1,107 @@
+"""Fault injection for `gwae.train`: SIGKILL and resume, corrupt checkpoints, NaN guard, config validation."""
+import os, signal, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tiny_registry  # noqa: F401  (registers test_tiny / test_blobs)
+from gwae.cli import main
+from gwae.train import NonFiniteLossError, RunConfig, load_state, read_csv, resume, train
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = """
+imports: [tiny_registry]
+model: {name: test_tiny, z_dim: 3, critic_steps: 2}
+data: {name: test_blobs, n_train: 256}
+train: {epochs: 2, batch_size: 16, seed: 7, deterministic: true, checkpoint_every: 3, device: cpu}
+"""
+
+
+def _env():
+    return {**os.environ, 'PYTHONPATH': os.pathsep.join([str(ROOT), str(Path(__file__).parent)]),
+            'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'MPLBACKEND': 'Agg'}
+
+
+def _weights(path):
+    return load_state(Path(path) / 'checkpoint.safetensors')['model']
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    cfg = RunConfig.from_yaml(CONFIG)
+    train(cfg, tmp_path / 'full', progress=False)
+    slow = cfg.override(['model.sleep=0.05'])
+    (tmp_path / 'slow.yaml').write_text(slow.to_yaml())
+    proc = subprocess.Popen([sys.executable, '-c', 'from gwae.cli import main; raise SystemExit(main())', 'train',
+                             str(tmp_path / 'slow.yaml'), '--out', str(tmp_path / 'killed'), '--quiet', '--no-evaluate'],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ckpt, deadline = tmp_path / 'killed' / 'checkpoint.safetensors', time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if ckpt.exists() and load_state(ckpt)['progress']['step'] >= 19: break  # epoch 1 (16 steps/epoch), mid-epoch
+        time.sleep(0.02)
+    time.sleep(0.07)  # land between checkpoints
+    proc.send_signal(signal.SIGKILL)
+    out = proc.communicate()[0].decode()
+    assert proc.returncode == -signal.SIGKILL, out
+    progress = load_state(ckpt)['progress']
+    assert 19 <= progress['step'] < 32 and progress['batch'] > 0, progress
+    resume(tmp_path / 'killed', progress=False)
+    full, resumed = _weights(tmp_path / 'full'), _weights(tmp_path / 'killed')
+    assert full.keys() == resumed.keys()
+    for k in full: torch.testing.assert_close(resumed[k], full[k], rtol=0, atol=0)
+    strip = lambda rows: [{k: v for k, v in r.items()} for r in rows]
+    assert strip(read_csv(tmp_path / 'killed' / 'steps.csv')) == strip(read_csv(tmp_path / 'full' / 'steps.csv'))
+    assert read_csv(tmp_path / 'killed' / 'history.csv') == read_csv(tmp_path / 'full' / 'history.csv')
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'flip'])
+def test_corrupt_checkpoint_is_refused_not_restarted(tmp_path, capsys, damage):
+    cfg = RunConfig.from_yaml(CONFIG).override(['train.epochs=1'])
+    train(cfg, tmp_path / 'run', progress=False)
+    ckpt = tmp_path / 'run' / 'checkpoint.safetensors'
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[:len(data) // 3] if damage == 'truncate' else data[:-5] + bytes([data[-5] ^ 0xFF]) + data[-4:])
+    before = ckpt.read_bytes()
+    with pytest.raises(ValueError, match='truncated or corrupt'): resume(tmp_path / 'run', epochs=2, progress=False)
+    assert ckpt.read_bytes() == before  # nothing was overwritten
+    assert len(read_csv(tmp_path / 'run' / 'history.csv')) == 1
+    assert main(['resume', str(tmp_path / 'run'), '--quiet']) == 1
+    assert 'truncated or corrupt' in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_an_error(tmp_path):
+    cfg = RunConfig.from_yaml(CONFIG)
+    (tmp_path / 'run').mkdir(); cfg.to_yaml(tmp_path / 'run' / 'config.yaml')
+    with pytest.raises(FileNotFoundError, match='no checkpoint'): resume(tmp_path / 'run', progress=False)
+
+
+def test_nan_stops_with_term_and_step_named_keeping_last_good_checkpoint(tmp_path):
+    cfg = RunConfig.from_yaml(CONFIG).override(['model.nan_at_step=7'])
+    with pytest.raises(NonFiniteLossError, match=r"loss term 'kl' is nan at step 7 \(epoch 0, training\).*checkpoint") as e:
+        train(cfg, tmp_path / 'run', progress=False)
+    assert 'checkpoint.safetensors' in str(e.value)
+    state = load_state(tmp_path / 'run' / 'checkpoint.safetensors')
+    assert state['progress']['step'] == 6
+    assert all(torch.isfinite(v).all() for v in state['model'].values())
+
+
+@pytest.mark.parametrize('override, message', [
+    ('train.epocs=3', "unknown key 'epocs'; did you mean 'epochs'?"),
+    ('train.batch_size=0', 'TrainConfig.batch_size must be >= 1'),
+    ('train.seed=-1', 'TrainConfig.seed must be >= 0'),
+    ('train.grad_clip=abc', "TrainConfig.grad_clip: expected float"),
+    ('model.zdim=4', "unknown key 'zdim'; did you mean 'z_dim'?"),
+    ('model.name=test_tyni', "unknown model 'test_tyni'; did you mean 'test_tiny'?"),
+    ('data.n_train=0', 'BlobsCfg.n_train must be >= 1'),
+    ('modle.z_dim=4', "unknown key 'modle'; did you mean 'model'?"),
+])
+def test_bad_config_is_rejected_with_the_fix(override, message):
+    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)').replace('?', r'\?')):
+        RunConfig.from_yaml(CONFIG).override([override])
+
+
+def test_mixed_precision_needs_cuda(tmp_path):
+    if torch.cuda.is_available(): pytest.skip('CUDA present')
+    with pytest.raises(ValueError, match='mixed_precision needs a CUDA device'):
+        train(RunConfig.from_yaml(CONFIG).override(['train.mixed_precision=true']), tmp_path / 'run', progress=False)
