@@ -1,5 +1,5 @@
 """Fault injection for `gwae.train`: SIGKILL and resume, corrupt checkpoints, NaN guard, config validation."""
-import os, signal, subprocess, sys, time
+import math, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -8,6 +8,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_registry  # noqa: F401  (registers test_tiny / test_blobs)
 from gwae.cli import main
+from gwae.models import MODELS as BASELINES
 from gwae.train import NonFiniteLossError, RunConfig, load_state, read_csv, resume, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,3 +106,19 @@ def test_mixed_precision_needs_cuda(tmp_path):
     if torch.cuda.is_available(): pytest.skip('CUDA present')
     with pytest.raises(ValueError, match='mixed_precision needs a CUDA device'):
         train(RunConfig.from_yaml(CONFIG).override(['train.mixed_precision=true']), tmp_path / 'run', progress=False)
+
+
+SMALL = dict(beta_tcvae=dict(dataset_size=64), factor_vae=dict(disc_hidden=16, disc_layers=2), dagmm=dict(est_hidden=8))
+
+
+@pytest.mark.parametrize('name', sorted(BASELINES))
+def test_every_baseline_trains_through_fit(name):
+    from gwae.train import build_run, fit
+    cfg = RunConfig.from_dict(dict(imports=['tiny_registry'], model=dict(name=name, z_dim=3, nets=dict(hidden=[16]), **SMALL.get(name, {})),
+                                   data=dict(name='test_vectors'), train=dict(epochs=2, batch_size=16, device='cpu')))
+    model, dls = build_run(cfg)
+    learn = fit(model, dls, cfg.train, progress=False)
+    h = learn.terms.epochs
+    assert len(h) == 2 and len(learn.terms.steps) == 8
+    assert all(math.isfinite(v) for r in h for v in r.values())
+    assert model.step == 7

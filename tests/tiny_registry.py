@@ -22,7 +22,7 @@ class TinyCfg(Config):
 
 class TinyCriticAE(RepresentationModel):
     "A Gaussian autoencoder on 1x4x4 images with a latent critic trained by an `ExtraStep`."
-    def __init__(self, cfg):
+    def __init__(self, x_shape, cfg):
         super().__init__()
         self.cfg, self.z_dim, self.optimizer = cfg, cfg.z_dim, OptimizerConfig('adam', lr=1e-2)
         self.enc, self.dec = nn.Linear(16, 2 * cfg.z_dim), nn.Linear(cfg.z_dim, 16)
@@ -71,3 +71,19 @@ def blobs_dls(cfg, batch_size, seed):
 
 register_model('test_tiny', TinyCfg, TinyCriticAE)
 register_data('test_blobs', BlobsCfg, blobs_dls)
+
+
+@dataclass
+class VectorsCfg(Config):
+    n: int = param(64, 'items per split', ge=1)
+    dim: int = param(12, 'vector length', ge=1)
+
+
+def vectors_dls(cfg, batch_size, seed):
+    def split(s):
+        x = torch.rand(cfg.n, cfg.dim, generator=torch.Generator().manual_seed(s))
+        return torch.utils.data.TensorDataset(x, torch.zeros(cfg.n, dtype=torch.long))
+    return DataLoaders(DataLoader(split(seed), bs=batch_size, shuffle=True, drop_last=True), DataLoader(split(seed + 1), bs=batch_size))
+
+
+register_data('test_vectors', VectorsCfg, vectors_dls)
