@@ -84,7 +84,7 @@ def _validated(spec:dict, registry:dict, kind:str)->dict:
     config_cls, _ = _lookup(registry, spec['name'], kind)
     return {'name': spec['name'], **config_cls.from_dict(settings, where=f"{kind} ({spec['name']})").to_dict()}
 
-# %% ../nbs/07_train.ipynb #d1336031
+# %% ../nbs/07_train.ipynb #057c38cd
 @dataclass
 class RunConfig(Config):
     "A whole run: model, data and training settings (what a run folder's `config.yaml` holds)."
@@ -101,10 +101,15 @@ class RunConfig(Config):
         self.model = _validated(self.model, MODELS, 'model')
         self.data = _validated(self.data, DATASETS, 'data')
 
-    def build_model(self, x_shape:tuple)->RepresentationModel:
-        "A freshly initialised model for data items of shape `x_shape` (seed first for reproducible weights)."
+    def build_model(self,
+        x_shape:tuple, # shape of one data item
+        n_train:int|None=None, # training-set size; fills a `dataset_size` setting left unset
+    )->RepresentationModel:
+        "A freshly initialised model for the data (seed first for reproducible weights)."
         config_cls, model_cls = MODELS[self.model['name']]
-        return model_cls(tuple(x_shape), config_cls.from_dict({k: v for k, v in self.model.items() if k != 'name'}))
+        settings = {k: v for k, v in self.model.items() if k != 'name'}
+        if 'dataset_size' in settings and settings['dataset_size'] is None and n_train: settings['dataset_size'] = n_train
+        return model_cls(tuple(x_shape), config_cls.from_dict(settings))
 
     def build_dls(self)->DataLoaders:
         "The training and validation `DataLoaders`."
@@ -112,19 +117,20 @@ class RunConfig(Config):
         cfg = config_cls.from_dict({k: v for k, v in self.data.items() if k != 'name'})
         return make_dls(cfg, batch_size=self.train.batch_size, seed=self.train.seed)
 
-# %% ../nbs/07_train.ipynb #ebdbc432
+# %% ../nbs/07_train.ipynb #ea4a1504
 for _name, _cls in BASELINES.items(): register_model(_name, _cls.config_cls, _cls)
 
 def item_shape(dls:DataLoaders)->tuple:
-    "Shape of one training item (the images of an `(images, targets)` item)."
-    item = dls.train.dataset[0]
-    return tuple((item[0] if isinstance(item, (tuple, list)) else item).shape)
+    "Shape of one training item as the model sees it: a one-item batch through the loader's transforms."
+    dl = dls.train
+    b = dl.after_batch(dl.do_batch([dl.do_item(0)]))
+    return tuple((b[0] if isinstance(b, (tuple, list)) else b).shape[1:])
 
 def build_run(cfg:RunConfig)->tuple[RepresentationModel, DataLoaders]:
     "Seed (`cfg.train.seed`), then build the data and the model: the same config gives the same weights and data."
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     dls = cfg.build_dls()
-    return cfg.build_model(item_shape(dls)), dls
+    return cfg.build_model(item_shape(dls), len(dls.train.dataset)), dls
 
 # %% ../nbs/07_train.ipynb #73a73b58
 def _encode(obj, tensors:dict, key:str):
@@ -302,7 +308,7 @@ class ExtraStepsCallback(Callback):
             terms.extra.update({f"{s.name}.{k}": v for k, v in sums.items()})
         if self.steps: model.zero_grad(set_to_none=True)
 
-# %% ../nbs/07_train.ipynb #14afba9c
+# %% ../nbs/07_train.ipynb #4d05648d
 def epoch_order(
     n:int, # number of items
     seed:int, # the run's seed
@@ -322,7 +328,7 @@ class DataOrderCallback(Callback):
             raise TypeError(f"training loader {type(dl).__name__} is not a fastai DataLoader; exact resume needs one")
         n, epoch = dl.n, self.learn.terms.global_epoch
         idxs = epoch_order(n, self.seed, epoch) if dl.shuffle else list(range(n))
-        done, self.skip = self.skip * (dl.bs or 1), 0
+        done, self.skip = self.skip * (dl.bs or 1) * getattr(self.dl, 'world_size', 1), 0
         self._dl, self._had = dl, 'get_idxs' in vars(dl)
         self._old = vars(dl).get('get_idxs')
         dl.get_idxs = lambda: idxs[done:]
@@ -392,7 +398,7 @@ class RunFolderCallback(Callback):
         self.save(batch=0)
         if self.stopped: raise CancelFitException()
 
-# %% ../nbs/07_train.ipynb #9ac77508
+# %% ../nbs/07_train.ipynb #994565ba
 def _torch_optimizer(cfg:OptimizerConfig):
     "An `opt_func` for `OptimWrapper`: the torch optimizer of `cfg`, with fastai's `lr` passed through."
     return lambda params, lr: cfg.replace(lr=lr).build(params)
@@ -414,7 +420,7 @@ def make_learner(
     learn = Learner(dls, LossModule(model), loss_func=main_loss, opt_func=partial(OptimWrapper, opt=_torch_optimizer(model.optimizer),
                     convert_groups=False), splitter=lambda m: m.model.main_parameters(), lr=model.optimizer.lr,
                     cbs=callbacks + list(cbs or []), path=path or '.', model_dir='.')
-    if not progress: learn.remove_cb(ProgressCallback)
+    if not progress: learn.remove_cb(ProgressCallback); learn.logger = lambda *args: None
     if cfg.mixed_precision: learn.to_fp16()
     if cfg.channels_last:
         from fastai.callback.channelslast import ChannelsLast
