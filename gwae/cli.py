@@ -13,7 +13,7 @@ import gwae
 # %% auto #0
 __all__ = ['build_parser', 'main', 'config_help', 'ConfigHelp']
 
-# %% ../nbs/10_cli.ipynb #c37c6ccf
+# %% ../nbs/10_cli.ipynb #2fedf05d
 def build_parser()->argparse.ArgumentParser:
     "The `gwae` argument parser with every subcommand."
     p = argparse.ArgumentParser(
@@ -36,7 +36,8 @@ def main(
         return 0
     try: return args.run(args) or 0
     except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"gwae {args.command}: error: {e}", file=sys.stderr)
+        msg = str(e).split('\n\t')[-1]  # drop fastai's "Exception occured in <callback>" prefix
+        print(f"gwae {args.command}: error: {msg}", file=sys.stderr)
         return 1
 
 # %% ../nbs/10_cli.ipynb #8b934bd0

@@ -66,3 +66,10 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert 'config file not found' in capsys.readouterr().err
     assert main(['resume', str(tmp_path)]) == 1
     assert 'config.yaml' in capsys.readouterr().err
+
+
+def test_nan_is_one_clear_message(tmp_path, capsys):
+    (tmp_path / 'tiny.yaml').write_text(CONFIG)
+    assert main(['train', str(tmp_path / 'tiny.yaml'), '--set', 'model.nan_at_step=2', '--out', str(tmp_path / 'r'), '--quiet']) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gwae train: error: loss term 'kl' is nan at step 2") and 'Exception occured' not in err, err
