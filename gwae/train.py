@@ -28,10 +28,10 @@ from .models import RepresentationModel, ExtraStep, OptimizerConfig, MODELS as B
 
 # %% auto #0
 __all__ = ['MODELS', 'DATASETS', 'TrainConfig', 'register_model', 'register_data', 'RunConfig', 'item_shape', 'build_run',
-           'save_state', 'load_state', 'rng_state', 'set_rng_state', 'LossModule', 'main_loss', 'NonFiniteLossError',
-           'TermsCallback', 'ExtraStepsCallback', 'epoch_order', 'DataOrderCallback', 'read_csv', 'RunFolderCallback',
-           'make_learner', 'restore', 'fit', 'default_run_dir', 'train', 'resume', 'Run', 'load_weights', 'load_run',
-           'image_grid', 'plot_history', 'save_figures', 'evaluate_model', 'evaluate_run']
+           'save_state', 'load_state', 'rng_state', 'set_rng_state', 'LossModule', 'rep_model', 'main_loss',
+           'NonFiniteLossError', 'TermsCallback', 'ExtraStepsCallback', 'epoch_order', 'DataOrderCallback', 'read_csv',
+           'RunFolderCallback', 'make_learner', 'restore', 'fit', 'default_run_dir', 'train', 'resume', 'Run',
+           'load_weights', 'load_run', 'image_grid', 'plot_history', 'save_figures', 'evaluate_model', 'evaluate_run']
 
 # %% ../nbs/07_train.ipynb #99c5c406
 @dataclass
@@ -203,13 +203,18 @@ def set_rng_state(state:dict):
     random.setstate(state['python']); np.random.set_state(state['numpy']); torch.set_rng_state(state['torch'])
     if state['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
 
-# %% ../nbs/07_train.ipynb #ec67ee48
+# %% ../nbs/07_train.ipynb #f820bbc8
 class LossModule(nn.Module):
     "The module a fastai `Learner` drives: `forward(x)` returns `model.loss(x)`."
     def __init__(self, model:RepresentationModel):
         super().__init__()
         self.model = model
     def forward(self, x:Tensor)->dict: return self.model.loss(x)
+
+def rep_model(learn:Learner)->RepresentationModel:
+    "The `RepresentationModel` a `Learner` trains, also while a data parallel wrapper holds it."
+    m = learn.model
+    return getattr(m, 'module', m).model
 
 def main_loss(pred:dict, *targets)->Tensor:
     "The loss the main optimizer minimises: the `'loss'` entry of the model's terms."
@@ -231,7 +236,7 @@ class TermsCallback(Callback):
         self.sums, self.extra, self.resumed_batches, self.resumed_sums = {}, {}, 0, None
 
     @property
-    def rep(self)->RepresentationModel: return self.learn.model.model
+    def rep(self)->RepresentationModel: return rep_model(self.learn)
     @property
     def global_epoch(self)->int: return self.start_epoch + self.learn.epoch
     def last_good(self)->str:
@@ -278,7 +283,7 @@ class TermsCallback(Callback):
             row.update({f"{phase}_{k}": v / n for k, v in sums.items() if k != '_n' and n})
         self.epochs.append(row)
 
-# %% ../nbs/07_train.ipynb #3ee6dca1
+# %% ../nbs/07_train.ipynb #203cfdb8
 class ExtraStepsCallback(Callback):
     "Run the model's declared extra optimizers after every main step, on the same batch."
     order = 30
@@ -293,7 +298,7 @@ class ExtraStepsCallback(Callback):
             if p.grad is not None: torch.distributed.all_reduce(p.grad); p.grad /= world
 
     def after_step(self):
-        model, x, terms = self.learn.model.model, self.xb[0], self.learn.terms
+        model, x, terms = rep_model(self.learn), self.xb[0], self.learn.terms
         for s in self.steps:
             sums = {}
             for _ in range(s.n_steps):
@@ -308,7 +313,7 @@ class ExtraStepsCallback(Callback):
             terms.extra.update({f"{s.name}.{k}": v for k, v in sums.items()})
         if self.steps: model.zero_grad(set_to_none=True)
 
-# %% ../nbs/07_train.ipynb #4d05648d
+# %% ../nbs/07_train.ipynb #cbea1e3c
 def epoch_order(
     n:int, # number of items
     seed:int, # the run's seed
@@ -319,26 +324,30 @@ def epoch_order(
 
 class DataOrderCallback(Callback):
     "Shuffle each training epoch by `epoch_order(n, seed, epoch)`; skip `skip` batches of the first epoch (resume)."
-    order = 0
+    order = 12 # after fastai's `DistributedTrainer` has wrapped the training loader
     def __init__(self, seed:int, skip:int=0): self.seed, self.skip = seed, skip
 
     def before_train(self):
-        dl = getattr(self.dl, 'dl', self.dl)  # the loader inside a distributed wrapper
+        outer = self.dl
+        dl = getattr(outer, 'dl', outer)  # the loader inside a distributed wrapper
         if not hasattr(dl, 'get_idxs'):
             raise TypeError(f"training loader {type(dl).__name__} is not a fastai DataLoader; exact resume needs one")
-        n, epoch = dl.n, self.learn.terms.global_epoch
-        idxs = epoch_order(n, self.seed, epoch) if dl.shuffle else list(range(n))
-        done, self.skip = self.skip * (dl.bs or 1) * getattr(self.dl, 'world_size', 1), 0
-        self._dl, self._had = dl, 'get_idxs' in vars(dl)
-        self._old = vars(dl).get('get_idxs')
-        dl.get_idxs = lambda: idxs[done:]
-        if hasattr(dl, 'fake_l'): dl.fake_l.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        epoch = self.learn.terms.global_epoch
+        idxs = epoch_order(dl.n, self.seed, epoch) if dl.shuffle else list(range(dl.n))
+        done, self.skip = self.skip * (dl.bs or 1), 0
+        self._dl, self._old = dl, vars(dl).get('get_idxs')
+        dl.get_idxs = lambda: idxs
+        if done:  # drop the batches already trained on (of this process's shard under data parallel training)
+            shard = outer.get_idxs
+            outer.get_idxs = lambda: list(shard())[done:]
+        for d in {id(dl): dl, id(outer): outer}.values():
+            if hasattr(d, 'fake_l'): d.fake_l.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
     def after_train(self):
-        if self._had: self._dl.get_idxs = self._old
-        else: del self._dl.get_idxs
+        if self._old is not None: self._dl.get_idxs = self._old
+        else: vars(self._dl).pop('get_idxs', None)
         if hasattr(self._dl, 'fake_l'): self._dl.fake_l.generator = None
 
-# %% ../nbs/07_train.ipynb #6fc5f9db
+# %% ../nbs/07_train.ipynb #16371b0b
 def _write_csv(path:Path, rows:list[dict]):
     cols = list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
@@ -365,11 +374,16 @@ class RunFolderCallback(Callback):
     @property
     def checkpoint_path(self)->Path: return (self.path or Path('.')) / 'checkpoint.safetensors'
 
+    def before_fit(self):
+        "Hand a restored gradient-scaler state to the scaler `MixedPrecision` has just made."
+        state = getattr(self.learn, 'scaler_state', None)
+        if state is not None and getattr(self.learn, 'scaler', None) is not None: self.learn.scaler.load_state_dict(state)
+
     def state(self, batch:int)->dict:
         "Everything needed to continue exactly from here (`batch` = batches done in the current epoch)."
         learn, terms = self.learn, self.learn.terms
         scaler = getattr(learn, 'scaler', None)
-        return dict(model=learn.model.model.state_dict(), optimizer=learn.opt.state_dict(),
+        return dict(model=rep_model(learn).state_dict(), optimizer=learn.opt.state_dict(),
                     extra_optimizers={k: o.state_dict() for k, o in learn.extra_steps.optimizers.items()},
                     scaler=scaler.state_dict() if scaler is not None else None, rng=rng_state(),
                     progress=dict(epoch=terms.global_epoch + (batch == 0), batch=batch, step=terms.step, best=self.best,
@@ -387,7 +401,7 @@ class RunFolderCallback(Callback):
 
     def after_epoch(self):
         valid = self.learn.terms.epochs[-1].get('valid_loss', self.learn.terms.epochs[-1].get('train_loss'))
-        model = self.learn.model.model
+        model = rep_model(self.learn)
         if valid < self.best:
             self.best, self.wait = valid, 0
             self.best_weights = _weights(model)
@@ -428,14 +442,14 @@ def make_learner(
     learn.create_opt()
     return learn
 
-# %% ../nbs/07_train.ipynb #0b05b197
+# %% ../nbs/07_train.ipynb #84ce649f
 def restore(learn:Learner, path:str|Path):
     "Load `path/checkpoint.safetensors` into `learn` (model, optimizers, scaler, RNG, counters, history)."
     path = Path(path)
     ckpt = path/'checkpoint.safetensors'
     if not ckpt.exists(): raise FileNotFoundError(f"no checkpoint in {path}; start the run with `gwae train` (or train()) instead of resuming")
     state = load_state(ckpt)
-    learn.model.model.load_state_dict(state['model'])
+    rep_model(learn).load_state_dict(state['model'])
     learn.opt.load_state_dict(state['optimizer'])
     for k, o in learn.extra_steps.optimizers.items(): o.load_state_dict(state['extra_optimizers'][k])
     if state['scaler'] is not None: learn.scaler_state = state['scaler']
