@@ -203,13 +203,15 @@ def set_rng_state(state:dict):
     random.setstate(state['python']); np.random.set_state(state['numpy']); torch.set_rng_state(state['torch'])
     if state['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
 
-# %% ../nbs/07_train.ipynb #f820bbc8
+# %% ../nbs/07_train.ipynb #64708832
 class LossModule(nn.Module):
     "The module a fastai `Learner` drives: `forward(x)` returns `model.loss(x)`."
     def __init__(self, model:RepresentationModel):
         super().__init__()
         self.model = model
     def forward(self, x:Tensor)->dict: return self.model.loss(x)
+    @property
+    def device(self)->torch.device: return self.model.device
 
 def rep_model(learn:Learner)->RepresentationModel:
     "The `RepresentationModel` a `Learner` trains, also while a data parallel wrapper holds it."
@@ -347,7 +349,7 @@ class DataOrderCallback(Callback):
         else: vars(self._dl).pop('get_idxs', None)
         if hasattr(self._dl, 'fake_l'): self._dl.fake_l.generator = None
 
-# %% ../nbs/07_train.ipynb #16371b0b
+# %% ../nbs/07_train.ipynb #620407e7
 def _write_csv(path:Path, rows:list[dict]):
     cols = list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
@@ -389,8 +391,11 @@ class RunFolderCallback(Callback):
                     progress=dict(epoch=terms.global_epoch + (batch == 0), batch=batch, step=terms.step, best=self.best,
                                   wait=self.wait, stopped=self.stopped, sums=terms.sums if batch else None))
 
+    @property
+    def writes(self)->bool: return self.path is not None and getattr(self.learn, 'rank', 0) == 0
+
     def save(self, batch:int):
-        if self.path is None or getattr(self.learn, 'rank', 0) != 0: return
+        if not self.writes: return
         _write_csv(self.path/'steps.csv', self.learn.terms.steps)
         if self.learn.terms.epochs: _write_csv(self.path/'history.csv', self.learn.terms.epochs)
         save_state(self.checkpoint_path, self.state(batch))
@@ -405,10 +410,10 @@ class RunFolderCallback(Callback):
         if valid < self.best:
             self.best, self.wait = valid, 0
             self.best_weights = _weights(model)
-            if self.path is not None: save_state(self.path/'weights_best.safetensors', self.best_weights)
+            if self.writes: save_state(self.path/'weights_best.safetensors', self.best_weights)
         else: self.wait += 1
         self.stopped = self.until_convergence and self.wait >= self.patience
-        if self.path is not None: save_state(self.path/'weights_last.safetensors', _weights(model))
+        if self.writes: save_state(self.path/'weights_last.safetensors', _weights(model))
         self.save(batch=0)
         if self.stopped: raise CancelFitException()
 
@@ -463,7 +468,14 @@ def restore(learn:Learner, path:str|Path):
     set_rng_state(state['rng'])
     return p
 
-# %% ../nbs/07_train.ipynb #12e9f812
+# %% ../nbs/07_train.ipynb #70cd6b8a
+def _broadcast_any_backend(self, t:list, rank:int)->list:
+    "fastai's `DistributedDL._broadcast`, with a CPU tensor unless the backend is NCCL (fastai always uses CUDA)."
+    t = torch.tensor(t, dtype=torch.long)
+    if torch.distributed.get_backend() == 'nccl': t = t.cuda()
+    torch.distributed.broadcast(t, rank)
+    return t.cpu().tolist()
+
 def fit(
     model:RepresentationModel, # the model to train
     dls:DataLoaders, # batches of (images, targets)
@@ -481,7 +493,8 @@ def fit(
     start = restore(learn, path)['epoch'] if resume else 0
     if learn.run_folder.stopped: return learn
     if int(os.environ.get('WORLD_SIZE', 1)) > 1:
-        from fastai.distributed import rank_distrib
+        from fastai.distributed import rank_distrib, DistributedDL
+        DistributedDL._broadcast = _broadcast_any_backend
         learn.rank = rank_distrib()
         with learn.distrib_ctx(): learn.fit(cfg.epochs - start)
     else: learn.fit(cfg.epochs - start)

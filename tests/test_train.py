@@ -1,5 +1,5 @@
 """Fault injection for `gwae.train`: SIGKILL and resume, corrupt checkpoints, NaN guard, config validation."""
-import math, os, signal, subprocess, sys, time
+import importlib.util, math, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,8 @@ train: {epochs: 2, batch_size: 16, seed: 7, deterministic: true, checkpoint_ever
 
 
 def _env():
-    return {**os.environ, 'PYTHONPATH': os.pathsep.join([str(ROOT), str(Path(__file__).parent)]),
+    path = [str(ROOT), str(Path(__file__).parent)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+    return {**os.environ, 'PYTHONPATH': os.pathsep.join(path),
             'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'MPLBACKEND': 'Agg'}
 
 
@@ -123,3 +124,30 @@ def test_every_baseline_trains_through_fit(name):
     assert all(math.isfinite(v) for r in h for v in r.values())
     assert model.step == 7
     if name == 'beta_tcvae': assert model.cfg.dataset_size == 64  # filled from the training set
+
+
+DDP_SCRIPT = """
+import os, sys
+sys.path.insert(0, {tests!r})
+import tiny_registry
+from gwae.train import RunConfig, build_run, fit, save_state
+cfg = RunConfig.from_yaml(sys.argv[1])
+model, dls = build_run(cfg)
+learn = fit(model, dls, cfg.train, path=sys.argv[2], progress=False)
+save_state(os.path.join(sys.argv[2], f"rank{{os.environ['RANK']}}.safetensors"), model.state_dict())
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec('accelerate') is None, reason="fastai's data parallel training needs accelerate")
+def test_data_parallel_two_cpu_processes_stay_in_sync(tmp_path):
+    "2 processes, gloo on CPU: each trains on its shard, main (DDP) and critic (all-reduce) weights stay identical."
+    (tmp_path / 'run.py').write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent)))
+    (tmp_path / 'cfg.yaml').write_text(RunConfig.from_yaml(CONFIG).override(['train.epochs=1']).to_yaml())
+    env = {**_env(), 'ACCELERATE_USE_CPU': '1'}
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29561',
+                        str(tmp_path / 'run.py'), str(tmp_path / 'cfg.yaml'), str(tmp_path / 'out')],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    w0, w1 = load_state(tmp_path / 'out' / 'rank0.safetensors'), load_state(tmp_path / 'out' / 'rank1.safetensors')
+    for k in w0: torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0)
+    assert len(read_csv(tmp_path / 'out' / 'steps.csv')) == 256 // 16 // 2  # each process did half the batches
