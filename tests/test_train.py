@@ -151,3 +151,15 @@ def test_data_parallel_two_cpu_processes_stay_in_sync(tmp_path):
     w0, w1 = load_state(tmp_path / 'out' / 'rank0.safetensors'), load_state(tmp_path / 'out' / 'rank1.safetensors')
     for k in w0: torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0)
     assert len(read_csv(tmp_path / 'out' / 'steps.csv')) == 256 // 16 // 2  # each process did half the batches
+
+
+def test_gwae_trains_through_fit_with_its_critic(tmp_path):
+    from gwae.train import build_run, fit, load_run
+    cfg = RunConfig.from_dict(dict(imports=['tiny_registry'], model=dict(name='gwae', z_dim=4, critic_steps=2, prior=dict(kind='factorized_neural')),
+                                   data=dict(name='test_squares'), train=dict(epochs=1, batch_size=16, device='cpu')))
+    model, dls = build_run(cfg)
+    learn = fit(model, dls, cfg.train, path=tmp_path, progress=False)
+    assert type(learn.opt.opt).__name__ == 'RMSprop' and type(learn.extra_steps.optimizers['critic']).__name__ == 'RMSprop'
+    row = learn.terms.epochs[0]
+    assert {'train_loss', 'train_critic.loss', 'valid_loss'} <= set(row) and all(math.isfinite(v) for v in row.values())
+    assert len(learn.terms.steps) == 2 and (model.cfg.channels, model.cfg.size) == (1, 28)

@@ -87,3 +87,22 @@ def vectors_dls(cfg, batch_size, seed):
 
 
 register_data('test_vectors', VectorsCfg, vectors_dls)
+
+
+@dataclass
+class SquaresCfg(Config):
+    n: int = param(32, 'images per split', ge=1)
+    size: int = param(28, 'image side', ge=8)
+
+
+def squares_dls(cfg, batch_size, seed):
+    "Bright squares at random places on dark 1-channel images."
+    def split(s):
+        g = torch.Generator().manual_seed(s)
+        x = torch.zeros(cfg.n, 1, cfg.size, cfg.size)
+        for i, (r, c) in enumerate(torch.randint(0, cfg.size - 6, (cfg.n, 2), generator=g).tolist()): x[i, 0, r:r + 6, c:c + 6] = 1
+        return torch.utils.data.TensorDataset(x, torch.zeros(cfg.n, dtype=torch.long))
+    return DataLoaders(DataLoader(split(seed), bs=batch_size, shuffle=True, drop_last=True), DataLoader(split(seed + 1), bs=batch_size))
+
+
+register_data('test_squares', SquaresCfg, squares_dls)
