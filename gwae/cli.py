@@ -40,7 +40,7 @@ def main(
         print(f"gwae {args.command}: error: {msg}", file=sys.stderr)
         return 1
 
-# %% ../nbs/10_cli.ipynb #8b934bd0
+# %% ../nbs/10_cli.ipynb #ac5d5e48
 def config_help()->str:
     "The keys of a run config with types, defaults and help, and the registered models and datasets."
     from gwae.core import describe_config
@@ -48,11 +48,19 @@ def config_help()->str:
     lines = ['run config keys (YAML file or --set key=value):',
              '  imports             modules to import first (they may register models and datasets)',
              '  model.name          one of: ' + (', '.join(sorted(MODELS)) or 'none registered'),
-             '  model.<key>         settings of that model (see its documentation)',
+             '  model.<key>         settings of that model (listed below; help in its config class)',
              '  data.name           one of: ' + (', '.join(sorted(DATASETS)) or 'none registered'),
-             '  data.<key>          settings of that dataset']
+             '  data.<key>          settings of that dataset (listed below)']
     for key, tp, default, help in describe_config(TrainConfig, 'train.'):
         lines.append(f"  {key:<19} {help} [{tp}, default {default!r}]")
+    lines.append('model settings by model (each documented in its config class):')
+    for name, (config_cls, _) in sorted(MODELS.items()):
+        lines.append(f"  {name}: " + ', '.join(row[0] for row in describe_config(config_cls)))
+    by_cls = {}
+    for name, (config_cls, _) in sorted(DATASETS.items()): by_cls.setdefault(config_cls, []).append(name)
+    for config_cls, names in by_cls.items():
+        lines.append(f"data settings of {', '.join(names)}:")
+        lines += [f"  data.{key:<14} {help} [{tp}, default {default!r}]" for key, tp, default, help in describe_config(config_cls)]
     return '\n'.join(lines)
 
 class ConfigHelp(argparse.Action):
