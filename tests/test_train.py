@@ -163,3 +163,14 @@ def test_gwae_trains_through_fit_with_its_critic(tmp_path):
     row = learn.terms.epochs[0]
     assert {'train_loss', 'train_critic.loss', 'valid_loss'} <= set(row) and all(math.isfinite(v) for v in row.values())
     assert len(learn.terms.steps) == 2 and (model.cfg.channels, model.cfg.size) == (1, 28)
+
+
+@pytest.mark.parametrize('path', sorted((ROOT / 'configs').glob('*.yaml')), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    cfg = RunConfig.from_yaml(path)
+    assert cfg.train.batch_size == 64
+
+
+def test_every_model_has_a_config():
+    shipped = {RunConfig.from_yaml(p).model['name'] for p in (ROOT / 'configs').glob('*.yaml')}
+    assert set(BASELINES) | {'gwae'} <= shipped, set(BASELINES) - shipped
