@@ -663,7 +663,7 @@ def image_grid(
         grid[:, r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = x[i]
     return grid.permute(1, 2, 0).numpy()
 
-# %% ../nbs/07_train.ipynb #00a7319f
+# %% ../nbs/07_train.ipynb #6c9ed576
 def _show_grid(images:Tensor, ncol:int, path:Path, title:str):
     import matplotlib.pyplot as plt
     g = image_grid(images, ncol)
@@ -679,7 +679,7 @@ def plot_history(
     import matplotlib.pyplot as plt
     terms = list(dict.fromkeys(k.split('_', 1)[1] for r in history for k in r if k.startswith(('train_', 'valid_'))))
     ncol = min(4, len(terms)) or 1
-    fig, axs = plt.subplots(math.ceil(len(terms) / ncol) or 1, ncol, figsize=(2.6 * ncol, 2.2 * math.ceil(len(terms) / ncol)), squeeze=False)
+    fig, axs = plt.subplots(math.ceil(len(terms) / ncol) or 1, ncol, figsize=(1.9 * ncol, 1.6 * math.ceil(len(terms) / ncol)), squeeze=False)
     for ax, t in zip(axs.flat, terms):
         for phase in ('train', 'valid'):
             pts = [(r['epoch'], r[f'{phase}_{t}']) for r in history if f'{phase}_{t}' in r]
