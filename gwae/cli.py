@@ -132,7 +132,7 @@ def _add_evaluate(sub):
         'samples, latent traversals and loss curves in figures/.')
     p.add_argument('run_dir', metavar='RUN', help='the run folder')
     p.add_argument('--which', choices=['best', 'last'], default='best', help='weights to evaluate: lowest validation loss (best) or final (last)')
-    p.add_argument('--scale', type=float, default=None, help="multiply disentanglement_lib's sample counts by this (default: the run's evaluation.scale, 0.02; 1: the full protocol)")
+    p.add_argument('--scale', type=float, default=None, help="multiply disentanglement_lib's sample counts by this (default: the run's evaluation.scale, 0.05; 1: the full protocol)")
     p.add_argument('--sample', action='store_true', default=None, help='represent images by posterior samples (as the official GWAE evaluation)')
     p.add_argument('--mean', action='store_false', dest='sample', help='represent images by posterior means (the default)')
     p.add_argument('--metrics', nargs='+', default=None, metavar='NAME', help='disentanglement metrics to run, e.g. mig dci_fast (default: the run\'s evaluation.metrics)')

@@ -65,7 +65,7 @@ DISENTANGLEMENT = ['mig', 'dci_fast', 'sap', 'modularity_explicitness', 'irs', '
 class RunEvalConfig(EvalConfig):
     "How `evaluate_run` scores a run on a ground-truth dataset (see `gwae.evaluation.evaluate`)."
     metrics: list[str] = param(DISENTANGLEMENT, 'disentanglement metrics (names in gwae.evaluation.METRICS), run when the data has ground-truth factors')
-    scale: float = param(0.02, "multiplies every num_* sample count of disentanglement_lib's protocols (1: the full protocol)", gt=0)
+    scale: float = param(0.05, "multiplies every num_* sample count of disentanglement_lib's protocols (1: the full protocol)", gt=0)
     overrides: dict = param({'beta_vae': {'batch_size': 16}, 'factor_vae': {'batch_size': 16}}, "per-metric protocol changes; {} keeps dlib's batches of 64")
     sample: bool = param(False, 'represent an image by a posterior sample instead of the mean (the official GWAE evaluation samples)')
 
@@ -792,9 +792,9 @@ def evaluate_run(
     dls = run.config.build_dls()
     dls.to(run.model.device)
     metrics = dict(weights=which, **evaluate_model(run.model, dls.valid))
-    dataset = run.config.ground_truth()
-    if dataset is not None and run.config.evaluation.metrics:
-        metrics['disentanglement'], metrics['evaluation'] = disentanglement(run.model, dataset, run.config.evaluation.replace(**changes))
+    dataset, settings = run.config.ground_truth(), run.config.evaluation.replace(**changes)
+    if dataset is not None and settings.metrics:
+        metrics['disentanglement'], metrics['evaluation'] = disentanglement(run.model, dataset, settings)
     seed_everything(run.config.train.seed)
     x = next(iter(dls.valid))[0]
     figures = save_figures(run.model, x, run.history, run.path/'figures')
