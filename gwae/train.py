@@ -24,18 +24,21 @@ from fastai.optimizer import OptimWrapper
 from fastai.data.core import DataLoaders
 
 from .core import Config, param, seed_everything, default_device
-from .models import RepresentationModel, ExtraStep, OptimizerConfig, MODELS as BASELINES
+from .models import (RepresentationModel, ExtraStep, OptimizerConfig, ConsistencyConfig, ConsistencyRegularized,
+                         extra_optimizers, extra_updates, MODELS as BASELINES)
 from .gwae import GWAE, GWAEConfig
-from .data import DSprites, Shapes3D, split_idxs, get_dls
+from .data import DSprites, Shapes3D, GroundTruthDataset, ImageTransform, split_idxs, get_dls, image_grid
+from .evaluation import EvalConfig, METRICS as EVAL_METRICS, evaluate, evaluation_record, register_metric
 from . import datafiles
 
 # %% auto #0
-__all__ = ['MODELS', 'DATASETS', 'TrainConfig', 'register_model', 'register_data', 'RunConfig', 'item_shape', 'build_run',
-           'ImageDataConfig', 'InMemory', 'image_dls', 'save_state', 'load_state', 'rng_state', 'set_rng_state',
-           'LossModule', 'rep_model', 'main_loss', 'NonFiniteLossError', 'TermsCallback', 'ExtraStepsCallback',
-           'epoch_order', 'DataOrderCallback', 'read_csv', 'RunFolderCallback', 'make_learner', 'restore', 'fit',
-           'default_run_dir', 'train', 'resume', 'Run', 'load_weights', 'load_run', 'image_grid', 'plot_history',
-           'save_figures', 'evaluate_model', 'evaluate_run']
+__all__ = ['DISENTANGLEMENT', 'MODELS', 'DATASETS', 'GROUND_TRUTH', 'TrainConfig', 'RunEvalConfig', 'register_model',
+           'register_data', 'RunConfig', 'item_shape', 'build_run', 'ImageDataConfig', 'InMemory', 'image_dls',
+           'SizedGroundTruth', 'save_state', 'load_state', 'rng_state', 'set_rng_state', 'LossModule', 'rep_model',
+           'main_loss', 'NonFiniteLossError', 'TermsCallback', 'ExtraStepsCallback', 'epoch_order', 'DataOrderCallback',
+           'read_csv', 'RunFolderCallback', 'make_learner', 'restore', 'fit', 'default_run_dir', 'train', 'resume',
+           'Run', 'load_weights', 'load_run', 'plot_history', 'save_figures', 'evaluate_model', 'SampledCodes',
+           'disentanglement', 'evaluate_run']
 
 # %% ../nbs/07_train.ipynb #99c5c406
 @dataclass
@@ -53,9 +56,23 @@ class TrainConfig(Config):
     mixed_precision: bool = param(False, 'CUDA automatic mixed precision (fp16 autocast and gradient scaling)')
     channels_last: bool = param(False, 'channels-last memory format for the model (faster convolutions on recent GPUs)')
 
+# %% ../nbs/07_train.ipynb #c857f79c
+register_metric('dci_fast', 'gwae.metrics:dci', 'split', EVAL_METRICS['dci'].protocol, estimator='fast')
+
+DISENTANGLEMENT = ['mig', 'dci_fast', 'sap', 'modularity_explicitness', 'irs', 'unsupervised', 'beta_vae', 'factor_vae']
+
+@dataclass
+class RunEvalConfig(EvalConfig):
+    "How `evaluate_run` scores a run on a ground-truth dataset (see `gwae.evaluation.evaluate`)."
+    metrics: list[str] = param(DISENTANGLEMENT, 'disentanglement metrics (names in gwae.evaluation.METRICS), run when the data has ground-truth factors')
+    scale: float = param(0.05, "multiplies every num_* sample count of disentanglement_lib's protocols (1: the full protocol)", gt=0)
+    overrides: dict = param({'beta_vae': {'batch_size': 16}, 'factor_vae': {'batch_size': 16}}, "per-metric protocol changes; {} keeps dlib's batches of 64")
+    sample: bool = param(False, 'represent an image by a posterior sample instead of the mean (the official GWAE evaluation samples)')
+
 # %% ../nbs/07_train.ipynb #af44581b
 MODELS:dict[str, tuple[type, Callable]] = {}
 DATASETS:dict[str, tuple[type, Callable]] = {}
+GROUND_TRUTH:dict[str, Callable] = {}
 
 def register_model(
     name:str, # the name configs use, e.g. 'gwae'
@@ -69,9 +86,12 @@ def register_data(
     name:str, # the name configs use, e.g. 'dsprites'
     config_cls:type, # its `Config` subclass
     make_dls:Callable, # `make_dls(cfg, batch_size, seed) -> DataLoaders`
+    ground_truth:Callable|None=None, # `ground_truth(cfg)` -> the `GroundTruthDataset` behind the data, for the metrics
 ):
     "Make a dataset available to run configs under `name`."
     DATASETS[name] = (config_cls, make_dls)
+    if ground_truth is not None: GROUND_TRUTH[name] = ground_truth
+    else: GROUND_TRUTH.pop(name, None)
 
 def _lookup(registry:dict, name, kind:str):
     if name in registry: return registry[name]
@@ -96,6 +116,8 @@ class RunConfig(Config):
     model: dict = param({}, "model name and its settings, e.g. {name: gwae, z_dim: 10}")
     data: dict = param({}, "dataset name and its settings, e.g. {name: dsprites, image_size: 32}")
     train: TrainConfig = param(TrainConfig(), 'training settings')
+    consistency: ConsistencyConfig|None = param(None, 'wrap the model in consistency regularisation with these settings, e.g. {lam: 1.0}; null: off')
+    evaluation: RunEvalConfig = param(RunEvalConfig(), 'how evaluate_run scores the run')
 
     def __post_init__(self):
         super().__post_init__()
@@ -113,13 +135,20 @@ class RunConfig(Config):
         config_cls, model_cls = MODELS[self.model['name']]
         settings = {k: v for k, v in self.model.items() if k != 'name'}
         if 'dataset_size' in settings and settings['dataset_size'] is None and n_train: settings['dataset_size'] = n_train
-        return model_cls(tuple(x_shape), config_cls.from_dict(settings))
+        model = model_cls(tuple(x_shape), config_cls.from_dict(settings))
+        return model if self.consistency is None else ConsistencyRegularized(model, self.consistency)
 
     def build_dls(self)->DataLoaders:
         "The training and validation `DataLoaders`."
         config_cls, make_dls = DATASETS[self.data['name']]
         cfg = config_cls.from_dict({k: v for k, v in self.data.items() if k != 'name'})
         return make_dls(cfg, batch_size=self.train.batch_size, seed=self.train.seed)
+
+    def ground_truth(self)->GroundTruthDataset|None:
+        "The ground-truth dataset behind the data, its images sized as the model sees them; None if it has no factors."
+        if self.data['name'] not in GROUND_TRUTH: return None
+        config_cls, _ = DATASETS[self.data['name']]
+        return GROUND_TRUTH[self.data['name']](config_cls.from_dict({k: v for k, v in self.data.items() if k != 'name'}))
 
 # %% ../nbs/07_train.ipynb #78ff9541
 for _name, _cls in BASELINES.items(): register_model(_name, _cls.config_cls, _cls)
@@ -175,9 +204,11 @@ def image_dls(
     cfg:ImageDataConfig, # split, subset, size and channel settings
     batch_size:int, # minibatch size
     seed:int, # seeds the split, the subsets and the in-memory copy
+    splits:tuple|None=None, # (train, valid) index arrays of a fixed partition; None: a seeded random `cfg.valid_pct`
 )->DataLoaders:
     "Seeded train/valid `DataLoaders` of `dataset` following `cfg` (through `gwae.data.get_dls`)."
-    train, valid = split_idxs(len(dataset), (1 - cfg.valid_pct, cfg.valid_pct), seed)
+    train, valid = splits if splits is not None else split_idxs(len(dataset), (1 - cfg.valid_pct, cfg.valid_pct), seed)
+    train, valid = np.asarray(train, dtype=np.int64), np.asarray(valid, dtype=np.int64)
     rng = np.random.default_rng(seed)
     if cfg.n_train and cfg.n_train < len(train): train = np.sort(rng.choice(train, cfg.n_train, replace=False))
     if cfg.n_valid and cfg.n_valid < len(valid): valid = np.sort(rng.choice(valid, cfg.n_valid, replace=False))
@@ -188,21 +219,40 @@ def image_dls(
     dls.train.dataset.source = dls.valid.dataset.source = getattr(dataset, 'source', 'unknown')
     return dls
 
-def _ground_truth(generated:type, file_name:str)->Callable:
-    def make(cfg:ImageDataConfig, batch_size:int, seed:int)->DataLoaders:
-        if cfg.source == 'file': ds = datafiles.load(file_name, cfg.root)
-        else: ds = generated(**({} if cfg.supersample is None else dict(supersample=cfg.supersample)))
-        return image_dls(ds, cfg, batch_size, seed)
-    return make
+class SizedGroundTruth:
+    "A ground-truth dataset whose images pass through an `ImageTransform` (a run's `size` and `channels`)."
+    def __init__(self, dataset:GroundTruthDataset, transform:ImageTransform):
+        self.dataset, self.transform = dataset, transform
+        self.factor_names, self.factor_sizes, self.source = dataset.factor_names, dataset.factor_sizes, dataset.source
+    def sample_factors(self, n:int, rng)->np.ndarray: return self.dataset.sample_factors(n, rng)
+    def images_from_factors(self, classes)->Tensor: return self.transform((self.dataset.images_from_factors(classes),))[0]
+    def __len__(self)->int: return len(self.dataset)
+    def __repr__(self)->str: return f"SizedGroundTruth({self.dataset!r}, {self.transform!r})"
+
+def _ground_truth(generated:type, file_name:str)->tuple[Callable, Callable]:
+    def dataset(cfg:ImageDataConfig)->GroundTruthDataset:
+        if cfg.source == 'file': return datafiles.load(file_name, cfg.root)
+        return generated(**({} if cfg.supersample is None else dict(supersample=cfg.supersample)))
+    def make(cfg:ImageDataConfig, batch_size:int, seed:int)->DataLoaders: return image_dls(dataset(cfg), cfg, batch_size, seed)
+    def ground_truth(cfg:ImageDataConfig)->SizedGroundTruth: return SizedGroundTruth(dataset(cfg), ImageTransform(cfg.size, cfg.channels))
+    return make, ground_truth
 
 def _files(name:str)->Callable:
     def make(cfg:ImageDataConfig, batch_size:int, seed:int)->DataLoaders:
         return image_dls(datafiles.load(name, cfg.root), cfg, batch_size, seed)
     return make
 
-register_data('dsprites', ImageDataConfig, _ground_truth(DSprites, 'dsprites'))
-register_data('shapes3d', ImageDataConfig, _ground_truth(Shapes3D, '3dshapes'))
-for _name in ('mnist', 'fashion-mnist', 'omniglot', 'omniglot-standin', 'celeba'): register_data(_name.replace('-', '_'), ImageDataConfig, _files(_name))
+def _celeba(cfg:ImageDataConfig, batch_size:int, seed:int)->DataLoaders:
+    "CelebA with its official partition: `list_eval_partition.txt` decides train (0) and valid (1)."
+    every = datafiles.load('celeba', cfg.root, split='all')
+    where = {name: i for i, name in enumerate(every.items)}
+    splits = [[where[n] for n in datafiles.load('celeba', cfg.root, split=s).items] for s in ('train', 'valid')]
+    return image_dls(every, cfg, batch_size, seed, splits=splits)
+
+register_data('dsprites', ImageDataConfig, *_ground_truth(DSprites, 'dsprites'))
+register_data('shapes3d', ImageDataConfig, *_ground_truth(Shapes3D, '3dshapes'))
+for _name in ('mnist', 'fashion-mnist', 'omniglot', 'omniglot-standin'): register_data(_name.replace('-', '_'), ImageDataConfig, _files(_name))
+register_data('celeba', ImageDataConfig, _celeba)
 
 # %% ../nbs/07_train.ipynb #73a73b58
 def _encode(obj, tensors:dict, key:str):
@@ -359,33 +409,27 @@ class TermsCallback(Callback):
 
 # %% ../nbs/07_train.ipynb #203cfdb8
 class ExtraStepsCallback(Callback):
-    "Run the model's declared extra optimizers after every main step, on the same batch."
+    "Run the model's declared extra optimizers after every main step, on the same batch (`gwae.models.extra_updates`)."
     order = 30
-    def __init__(self, model:RepresentationModel):
-        self.steps = model.extra_steps()
-        self.optimizers = {s.name: s.optimizer.build(s.params) for s in self.steps}
+    def __init__(self, model:RepresentationModel): self.optimizers = extra_optimizers(model)
 
-    def _sync_grads(self, params):
+    def sync_grads(self, step:ExtraStep):
+        "Average the gradients of `step` across processes (data parallel training; nothing otherwise)."
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()): return
         world = torch.distributed.get_world_size()
-        for p in params:
+        for p in step.params:
             if p.grad is not None: torch.distributed.all_reduce(p.grad); p.grad /= world
 
     def after_step(self):
-        model, x, terms = rep_model(self.learn), self.xb[0], self.learn.terms
-        for s in self.steps:
-            sums = {}
-            for _ in range(s.n_steps):
-                model.zero_grad(set_to_none=True)
-                out = s.loss(x)
-                values = _floats(out)
-                terms.check(values, prefix=f"{s.name}.")
-                out['loss'].backward()
-                self._sync_grads(s.params)
-                self.optimizers[s.name].step()
-                for k, v in values.items(): sums[k] = sums.get(k, 0.0) + v / s.n_steps
-            terms.extra.update({f"{s.name}.{k}": v for k, v in sums.items()})
-        if self.steps: model.zero_grad(set_to_none=True)
+        if not self.optimizers: return
+        model, terms, logged = rep_model(self.learn), self.learn.terms, {}
+        def record(name:str, out:dict):
+            values = _floats(out)
+            terms.check(values, prefix=f"{name}.")
+            logged.setdefault(name, []).append(values)
+        extra_updates(model, self.optimizers, self.xb[0], on_terms=record, after_backward=self.sync_grads)
+        for name, rows in logged.items(): terms.extra.update({f"{name}.{k}": sum(r[k] for r in rows) / len(rows) for k in rows[0]})
+        model.zero_grad(set_to_none=True)
 
 # %% ../nbs/07_train.ipynb #cbea1e3c
 def epoch_order(
@@ -647,29 +691,11 @@ def load_run(
     metrics = json.loads((path/'metrics.json').read_text()) if (path/'metrics.json').exists() else {}
     return Run(path, cfg, model, history, metrics)
 
-# %% ../nbs/07_train.ipynb #f9c49348
-def image_grid(
-    images:Tensor, # (N, C, H, W) values in [0, 1]; C is 1 or 3
-    ncol:int, # images per row
-    pad:int=1, # gap between images in pixels
-)->np.ndarray:
-    "Tile a batch into one (rows·H, ncol·W, C) array, gaps white."
-    x = images.detach().float().cpu().clamp(0, 1)
-    n, c, h, w = x.shape
-    nrow = math.ceil(n / ncol)
-    grid = torch.ones(c, nrow * (h + pad) - pad, ncol * (w + pad) - pad)
-    for i in range(n):
-        r, q = divmod(i, ncol)
-        grid[:, r * (h + pad):r * (h + pad) + h, q * (w + pad):q * (w + pad) + w] = x[i]
-    return grid.permute(1, 2, 0).numpy()
-
 # %% ../nbs/07_train.ipynb #6c9ed576
-def _show_grid(images:Tensor, ncol:int, path:Path, title:str):
-    import matplotlib.pyplot as plt
-    g = image_grid(images, ncol)
-    fig, ax = plt.subplots(figsize=(min(8, 0.5 * ncol + 1), min(8, 0.5 * g.shape[0] / images.shape[-2] + 0.8)))
-    ax.imshow(g[..., 0] if g.shape[-1] == 1 else g, cmap='gray', vmin=0, vmax=1); ax.set_title(title); ax.axis('off')
-    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+def _save_grid(rows:list[Tensor], path:Path, title:str, row_labels:list[str]|None=None):
+    "Rows of images in [0, 1] as one PNG (`gwae.data.image_grid`)."
+    fig = image_grid([r.detach().float().cpu().clamp(0, 1) for r in rows], row_labels=row_labels, title=title, scale=0.5)
+    fig.savefig(path, dpi=100)
 
 def plot_history(
     history:list[dict], # rows of `history.csv`
@@ -703,14 +729,14 @@ def save_figures(
     model.eval(); out = []
     if x.dim() == 4:
         x = x[:n]
-        _show_grid(torch.cat([x, model.reconstruct(x)]), len(x), folder/'reconstructions.png', 'originals / reconstructions')
-        _show_grid(model.sample(2 * n), n, folder/'samples.png', 'samples from the prior')
+        _save_grid([x, model.reconstruct(x)], folder/'reconstructions.png', 'reconstructions', ['data', 'recon.'])
+        _save_grid(list(model.sample(2 * n).split(n)), folder/'samples.png', 'samples from the prior')
         z = model.embed(x[:1]).repeat(7, 1)
         steps = torch.linspace(-2.5, 2.5, 7, device=z.device)
         rows = []
         for d in range(min(model.z_dim, 10)):
             zd = z.clone(); zd[:, d] = steps; rows.append(model.decode(zd))
-        _show_grid(torch.cat(rows), 7, folder/'traversals.png', 'latent traversals (one row per dimension)')
+        _save_grid(rows, folder/'traversals.png', 'latent traversals from -2.5 to 2.5', [f'z{d}' for d in range(len(rows))])
         out += [folder/'reconstructions.png', folder/'samples.png', folder/'traversals.png']
     if history:
         plot_history(history, folder/'loss_curves.png'); out.append(folder/'loss_curves.png')
@@ -733,9 +759,32 @@ def evaluate_model(
         n += len(x)
     return {('psnr' if k == 'psnr' else f'valid_{k}'): v / n for k, v in sums.items()}
 
+class SampledCodes(nn.Module):
+    "`model` seen through posterior samples: `embed(x)` is `model.embed(x, sample=True)`."
+    def __init__(self, model:RepresentationModel):
+        super().__init__()
+        self.model = model
+    def embed(self, x:Tensor)->Tensor: return self.model.embed(x, sample=True)
+    def reconstruct(self, x:Tensor)->Tensor: return self.model.reconstruct(x)
+
+def disentanglement(
+    model:RepresentationModel, # a trained model
+    dataset, # a ground-truth dataset (`RunConfig.ground_truth()`)
+    cfg:RunEvalConfig|None=None, # metrics, scale, seed, representation
+)->tuple[dict, dict]: # {'<metric>.<key>': value} and the provenance record
+    "The disentanglement metrics of `cfg` on `model`'s codes of `dataset` (`gwae.evaluation.evaluate`)."
+    cfg = cfg or RunEvalConfig()
+    settings = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig)}
+    df = evaluate(SampledCodes(model) if cfg.sample else model, dataset, **settings)
+    record = evaluation_record(df)
+    scores = {f"{r['metric']}.{r['key']}": r['value'] for r in record.pop('results')}
+    record['model'] = dict(cls=type(model).__name__, representation=f"embed(x, sample={cfg.sample})")
+    return scores, record
+
 def evaluate_run(
     path:str|Path, # a run folder
     which:str='best', # 'best' or 'last' weights
+    **changes, # `RunEvalConfig` fields overriding the run's `evaluation` settings, e.g. `scale=0.1`
 )->dict:
     "Write `metrics.json` and `figures/` for the run in `path`; returns the metrics."
     run = load_run(path, which)
@@ -743,6 +792,9 @@ def evaluate_run(
     dls = run.config.build_dls()
     dls.to(run.model.device)
     metrics = dict(weights=which, **evaluate_model(run.model, dls.valid))
+    dataset, settings = run.config.ground_truth(), run.config.evaluation.replace(**changes)
+    if dataset is not None and settings.metrics:
+        metrics['disentanglement'], metrics['evaluation'] = disentanglement(run.model, dataset, settings)
     seed_everything(run.config.train.seed)
     x = next(iter(dls.valid))[0]
     figures = save_figures(run.model, x, run.history, run.path/'figures')

@@ -22,7 +22,7 @@ def test_gwae_help_is_fast_and_lists_commands():
     r = subprocess.run([sys.executable, '-c', 'from gwae.cli import main; raise SystemExit(main())', '--help'],
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    for cmd in ('train', 'resume', 'evaluate'): assert cmd in r.stdout
+    for cmd in ('train', 'resume', 'evaluate', 'data'): assert cmd in r.stdout
     assert 'torch' not in subprocess.run([sys.executable, '-c', 'import sys, gwae.cli; print(sorted(sys.modules))'],
                                          env=env, capture_output=True, text=True).stdout
 
@@ -33,7 +33,8 @@ def test_train_help_explains_every_option_and_key(capsys):
     out = capsys.readouterr().out
     for text in ('--set', '--out', '--runs-dir', '--no-evaluate', '--quiet', 'model.name', 'data.name',
                  'train.epochs', 'train.until_convergence', 'train.patience', 'train.checkpoint_every',
-                 'train.grad_clip', 'train.mixed_precision', 'train.channels_last', 'train.device', 'test_tiny'):
+                 'train.grad_clip', 'train.mixed_precision', 'train.channels_last', 'train.device', 'test_tiny',
+                 'evaluation.scale', 'evaluation.sample', 'evaluation.metrics', 'consistency.lam'):
         assert text in out, text
     for cmd in ('resume', 'evaluate'):
         with pytest.raises(SystemExit): main([cmd, '--help'])
@@ -73,3 +74,70 @@ def test_nan_is_one_clear_message(tmp_path, capsys):
     assert main(['train', str(tmp_path / 'tiny.yaml'), '--set', 'model.nan_at_step=2', '--out', str(tmp_path / 'r'), '--quiet']) == 1
     err = capsys.readouterr().err
     assert err.startswith("gwae train: error: loss term 'kl' is nan at step 2") and 'Exception occured' not in err, err
+
+
+def test_data_help_names_every_dataset(capsys):
+    from gwae.datafiles import DATASETS
+    for action in ('fetch', 'preview'):
+        with pytest.raises(SystemExit) as e: main(['data', action, '--help'])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        for name in DATASETS: assert name in out, (action, name)
+        assert '--root' in out
+    assert '--out' in out and '--n' in out
+
+
+def test_data_fetch_explains_what_cannot_be_downloaded(tmp_path, capsys):
+    assert main(['data', 'fetch', '3dshapes', '--root', str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('gwae data: error: 3dshapes cannot be downloaded automatically') and '3dshapes.h5' in err, err
+    assert str(tmp_path / '3dshapes') in err
+    assert main(['data', 'fetch', 'imagenet', '--root', str(tmp_path)]) == 1
+    assert "unknown dataset 'imagenet'" in capsys.readouterr().err
+
+
+def test_data_preview_generated_then_file(tmp_path, capsys):
+    from PIL import Image
+    from gwae.datafiles import write_shapes3d_fixture
+    png = tmp_path / 'shapes.png'
+    assert main(['data', 'preview', '3dshapes', '--root', str(tmp_path / 'data'), '--out', str(png)]) == 0
+    out = capsys.readouterr().out
+    assert 'previewing the generated 3dshapes (source: generated)' in out and Image.open(png).size[0] > 50, out
+    write_shapes3d_fixture(tmp_path / 'data' / '3dshapes' / '3dshapes.h5')
+    png.unlink()
+    assert main(['data', 'preview', '3dshapes', '--root', str(tmp_path / 'data'), '--out', str(png)]) == 0
+    out = capsys.readouterr().out
+    assert 'previewing' not in out and '(source: generated)' not in out and f"file:{tmp_path / 'data' / '3dshapes' / '3dshapes.h5'}" in out and png.exists(), out
+
+
+def test_data_preview_of_labelled_files(tmp_path, capsys):
+    from gwae.datafiles import write_celeba_fixture
+    write_celeba_fixture(tmp_path, n=6)
+    png = tmp_path / 'celeba.png'
+    assert main(['data', 'preview', 'celeba', '--root', str(tmp_path), '--out', str(png), '--n', '2']) == 0
+    assert 'file:' in capsys.readouterr().out and png.stat().st_size > 0
+    assert main(['data', 'preview', 'mnist', '--root', str(tmp_path / 'empty')]) == 1
+    assert 'mnist not found' in capsys.readouterr().err
+
+
+def test_ground_truth_run_reports_disentanglement(tmp_path, capsys):
+    cfg = tmp_path / 'gt.yaml'
+    cfg.write_text("""
+model: {name: vae, z_dim: 3}
+data: {name: dsprites, size: 32, n_train: 64, n_valid: 32, in_memory: true}
+train: {epochs: 1, batch_size: 32, device: cpu}
+evaluation: {metrics: [mig, dci_fast, beta_vae], scale: 0.01}
+""")
+    assert main(['train', str(cfg), '--out', str(tmp_path / 'run'), '--quiet']) == 0
+    out = capsys.readouterr().out
+    assert 'mig.discrete_mig=' in out and 'dci_fast.disentanglement=' in out, out
+    m = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
+    assert m['evaluation']['dataset']['source'] == 'generated' and m['evaluation']['scale'] == 0.01
+    assert m['evaluation']['protocol']['mig']['num_train'] == 100 and m['evaluation']['protocol']['beta_vae']['batch_size'] == 16
+    assert m['evaluation']['estimators']['dci_fast'] == "gwae.metrics:dci(estimator='fast')"
+    assert m['evaluation']['model']['representation'] == 'embed(x, sample=False)' and 'torch' in m['evaluation']['versions']
+    assert 0 <= m['disentanglement']['mig.discrete_mig'] <= 1 and 0 < m['psnr'] < 60
+    assert main(['evaluate', str(tmp_path / 'run'), '--sample', '--metrics', 'sap', '--scale', '0.02']) == 0
+    m2 = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
+    assert set(m2['disentanglement']) == {'sap.SAP_score'} and m2['evaluation']['model']['representation'] == 'embed(x, sample=True)'
+    assert m2['evaluation']['protocol']['sap']['num_train'] == 200

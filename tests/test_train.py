@@ -174,3 +174,47 @@ def test_shipped_configs_validate(path):
 def test_every_model_has_a_config():
     shipped = {RunConfig.from_yaml(p).model['name'] for p in (ROOT / 'configs').glob('*.yaml')}
     assert set(BASELINES) | {'gwae'} <= shipped, set(BASELINES) - shipped
+
+
+def test_fit_gives_the_weights_of_the_reference_train_step():
+    "The engine and the reference loop of gwae.models: same seed, same batches, identical weights (critic included)."
+    import copy
+    from gwae.models import build_optimizers, train_step
+    from gwae.train import build_run, epoch_order, fit
+    cfg = RunConfig.from_yaml(CONFIG).override(['train.epochs=1', 'data.n_train=64'])
+    model, dls = build_run(cfg)
+    ref, rng = copy.deepcopy(model), torch.get_rng_state()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, dls, cfg.train, progress=False)
+    torch.set_rng_state(rng)
+    opts, bs = build_optimizers(ref), cfg.train.batch_size
+    images, order = dls.train.dataset.tensors[0], epoch_order(64, cfg.train.seed, 0)
+    ref.train()
+    for step in range(64 // bs):
+        ref.set_step(step)
+        train_step(ref, opts, images[order[bs * step:bs * (step + 1)]])
+    ours, theirs = model.state_dict(), ref.state_dict()
+    for k in ('enc.weight', 'dec.weight', 'critic.0.weight'): assert not torch.equal(ours[k], start[k]), k  # all trained
+    for k in ours: torch.testing.assert_close(ours[k], theirs[k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('name, settings', [('vae', dict()),
+                                            ('gwae', dict(critic_steps=1, prior=dict(kind='factorized_neural')))])
+def test_consistency_regularisation_from_a_config(tmp_path, name, settings):
+    from gwae.models import ConsistencyRegularized
+    from gwae.train import load_run
+    cfg = RunConfig.from_dict(dict(imports=['tiny_registry'], model=dict(name=name, z_dim=3, **settings),
+                                   data=dict(name='test_squares', n=32, size=28), consistency=dict(lam=2.0),
+                                   train=dict(epochs=1, batch_size=16, device='cpu')))
+    assert cfg.consistency.lam == 2.0 and cfg.consistency.augmented_loss
+    learn = train(cfg, tmp_path / 'run', progress=False)
+    model = learn.model.model
+    assert isinstance(model, ConsistencyRegularized) and model.cfg.lam == 2.0
+    row = learn.terms.epochs[0]
+    assert {'train_consistency', 'train_base_loss', 'train_aug_loss', 'valid_consistency'} <= set(row), row
+    assert all(math.isfinite(v) for v in row.values()) and row['train_consistency'] > 0
+    assert len(learn.terms.steps) == 2
+    run = load_run(tmp_path / 'run', which='last')
+    assert isinstance(run.model, ConsistencyRegularized) and run.config.consistency == cfg.consistency
+    plain = cfg.override(['consistency=null'])
+    assert plain.consistency is None and not isinstance(plain.build_model((1, 28, 28)), ConsistencyRegularized)
