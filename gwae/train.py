@@ -232,7 +232,8 @@ class SizedGroundTruth:
 def _ground_truth(generated:type, file_name:str)->tuple[Callable, Callable]:
     def dataset(cfg:ImageDataConfig)->GroundTruthDataset:
         if cfg.source == 'file': return datafiles.load(file_name, cfg.root)
-        return generated(**({} if cfg.supersample is None else dict(supersample=cfg.supersample)))
+        ds = generated(**({} if cfg.supersample is None else dict(supersample=cfg.supersample)))
+        return ds.prefill() if hasattr(ds, 'prefill') else ds  # Shapes3D: render its weight maps once (~1 s), no cold batches
     def make(cfg:ImageDataConfig, batch_size:int, seed:int)->DataLoaders: return image_dls(dataset(cfg), cfg, batch_size, seed)
     def ground_truth(cfg:ImageDataConfig)->SizedGroundTruth: return SizedGroundTruth(dataset(cfg), ImageTransform(cfg.size, cfg.channels))
     return make, ground_truth
