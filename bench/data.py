@@ -1,8 +1,8 @@
 """Throughput of the generated datasets and of the DataLoader path (one thread, batch 64), public API only.
 
 Run from the repository root: `OMP_NUM_THREADS=1 python bench/data.py`; writes `bench/results/data.md`.
-A GWAE training step on a 64-image 64x64x3 batch takes 1.5-3.4 s on the reference 2-core CPU, so a batch must come
-in at most 0.15 s to stay out of the way: the rule is a headroom (fastest step / time per batch) of at least 10x.
+A GWAE training step on a 64-image 64x64x3 batch takes 0.96 s (2 threads) to 1.67 s (1 thread) on the reference 2-core CPU (bench/results/step_time.md), so a batch must come
+in under 0.1 s to stay out of the way: the rule is a headroom (fastest step / time per batch) of at least 10x.
 Every number is the median of several repeats; the 1-minute load average is recorded, and the table is flagged when
 it is above 1.2 (other processes were competing for the cores, so the times are inflated and noisy).
 """
@@ -14,7 +14,7 @@ import torch
 
 from gwae.data import DSprites, Shapes3D, get_dls, split_idxs
 
-BS, STEP_S, RULE = 64, 1.5, 10  # batch size; the fastest GWAE step quoted above; required headroom
+BS, STEP_S, RULE = 64, 0.96, 10  # batch size; the fastest GWAE step (bench/results/step_time.md, 2 threads); required headroom
 BUSY = 1.2  # 1-minute load average above which timings are flagged
 
 def median_time(fn, reps:int, setup=None)->float:
@@ -47,7 +47,7 @@ def main():
     seeds = iter(range(1000))
     add('Shapes3D cold: first batch of a fresh `Shapes3D()`',
         median_time(lambda ds: ds.images_from_factors(ds.sample_factors(BS, next(seeds))), 5, setup=Shapes3D),
-        'first batches of a run only; `prefill()` removes it')
+        'never seen in training: `gwae train` calls `prefill()` first')
     prefill = median_time(lambda ds: ds.prefill(), 3, setup=Shapes3D)
     one_off.append(('`Shapes3D().prefill()` (all 480 weight maps, 31 MB)', prefill))
     print(f"Shapes3D().prefill() {prefill:.2f} s")
@@ -68,7 +68,7 @@ def main():
         f'`python bench/data.py`, one thread (`torch.set_num_threads(1)`), batch {BS}, each time the median of several '
         f'repeats; {platform.processor() or platform.machine()}, torch {torch.__version__}; 1-minute load average '
         f'{load0:.2f} before and {load1:.2f} after the run.', '',
-        f'**Rule:** headroom = {STEP_S} s (a fast GWAE step on batch 64, 64×64×3, 2 threads; 3.4 s on one) divided by '
+        f'**Rule:** headroom = {STEP_S} s (a fast GWAE step on batch 64, 64×64×3, 2 threads, bench/results/step_time.md; 1.67 s on one) divided by '
         f'the time per batch must be ≥ {RULE}×, so that data never costs more than a tenth of a step.', '',
         '| path | ms / batch | images / s | headroom | passes ≥ 10× |', '|---|---|---|---|---|',
         *[f'| {n} | {s*1e3:.1f} | {BS/s:,.0f} | {h:,.0f}× | {"yes" if h >= RULE else "**no**"}{f" ({note})" if note else ""} |'
