@@ -396,6 +396,7 @@ def _register_defaults():
         ('beta_vae', 'beta_vae_score', 'dataset', dict(batch_size=64, num_train=10000, num_eval=5000)),
         ('factor_vae', 'factor_vae_score', 'dataset', dict(batch_size=64, num_train=10000, num_eval=5000, num_variance_estimate=10000))]:
         register_metric(name, f'gwae.metrics:{fn}', kind, protocol)
+    register_metric('dci_fast', 'gwae.metrics:dci', 'split', split, estimator='fast')  # the fast seeded DCI variant
     register_metric('psnr', 'gwae.evaluation:psnr', 'reconstruction', dict(num_test=5000, batch_size=32), batch_size=32)
 
 _register_defaults()

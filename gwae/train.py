@@ -28,7 +28,7 @@ from .models import (RepresentationModel, ExtraStep, OptimizerConfig, Consistenc
                          extra_optimizers, extra_updates, MODELS as BASELINES)
 from .gwae import GWAE, GWAEConfig
 from .data import DSprites, Shapes3D, GroundTruthDataset, ImageTransform, split_idxs, get_dls, image_grid
-from .evaluation import EvalConfig, METRICS as EVAL_METRICS, evaluate, evaluation_record, register_metric
+from .evaluation import EvalConfig, evaluate, evaluation_record
 from . import datafiles
 
 # %% auto #0
@@ -57,8 +57,6 @@ class TrainConfig(Config):
     channels_last: bool = param(False, 'channels-last memory format for the model (faster convolutions on recent GPUs)')
 
 # %% ../nbs/07_train.ipynb #c857f79c
-register_metric('dci_fast', 'gwae.metrics:dci', 'split', EVAL_METRICS['dci'].protocol, estimator='fast')
-
 DISENTANGLEMENT = ['mig', 'dci_fast', 'sap', 'modularity_explicitness', 'irs', 'unsupervised', 'beta_vae', 'factor_vae']
 
 @dataclass
