@@ -16,12 +16,14 @@ import scipy.special
 import scipy.stats
 import torch
 from joblib import Parallel, delayed
-from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestRegressor
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import mutual_info_score, roc_auc_score
 from sklearn.model_selection import cross_val_score, train_test_split
 from sklearn.svm import LinearSVC
+
+from .boosting import gradient_boosting
 
 # %% auto #0
 __all__ = ['DCIEstimator', 'check_codes_factors', 'split_train_test', 'histogram_discretize', 'discrete_mutual_info',
@@ -179,26 +181,15 @@ def dci_completeness(
 # %% ../nbs/08_metrics.ipynb #29140124
 DCIEstimator = Literal['gbt', 'fast', 'gwae']
 
-def _gain_importances(model:HistGradientBoostingClassifier, num_codes:int)->np.ndarray:
-    "Total split gain per feature over all trees of a fitted histogram gradient-boosting model."
-    if not hasattr(model, '_predictors'): raise RuntimeError("this scikit-learn's HistGradientBoostingClassifier has no _predictors; use estimator='gbt'")
-    imp = np.zeros(num_codes)
-    for trees in model._predictors:
-        for tree in trees:
-            split = tree.nodes[~tree.nodes['is_leaf'].astype(bool)]
-            np.add.at(imp, split['feature_idx'], split['gain'])
-    return imp / imp.sum() if imp.sum() > 0 else imp
-
 def _fit_classifier(estimator, seed, x, y, x_test, y_test):
     "Importances and (train, test) accuracy of one factor's classifier."
     if estimator == 'gbt':
         model = GradientBoostingClassifier(random_state=seed).fit(x, y)
-        imp = np.abs(model.feature_importances_)
+        imp, pred, pred_test = np.abs(model.feature_importances_), model.predict(x), model.predict(x_test)
     else:
-        model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_depth=3, max_leaf_nodes=None, min_samples_leaf=1,
-                                               early_stopping=False, random_state=seed).fit(x, y)
-        imp = _gain_importances(model, x.shape[1])
-    return imp, np.mean(model.predict(x) == y), np.mean(model.predict(x_test) == y_test)
+        fit = gradient_boosting(x, y, x_test, seed=seed)
+        imp, pred, pred_test = fit.importances, fit.predictions, fit.test_predictions
+    return imp, np.mean(pred == y), np.mean(pred_test == y_test)
 
 def _fit_forest(depth, seed, x, y, x_test, y_test):
     "Importances and (train, test) informativeness 1 - 6 MSE of one factor's random-forest regressor."
@@ -226,7 +217,7 @@ def dci(
     factors, # (N, K) integer factor classes
     codes_test=None, # (M, D) test codes; None splits `codes` (see above)
     factors_test=None, # (M, K) test factor classes
-    estimator:DCIEstimator='gbt', # 'gbt' (dlib), 'fast' (histogram boosting) or 'gwae' (vaetc's random forests)
+    estimator:DCIEstimator='gbt', # 'gbt' (dlib), 'fast' (dlib's boosting compiled) or 'gwae' (vaetc's random forests)
     train_fraction:float=0.9, # dlib split of a single pair ('gbt', 'fast')
     n_jobs:int=1, # processes over factors (results do not depend on it)
     seed:int=0, # seed of every predictor
@@ -244,7 +235,9 @@ def dci(
         depth = _select_depth(x, y, seed, n_jobs)
         fit = lambda k: delayed(_fit_forest)(depth, seed, x, y[:, k], xt, yt[:, k])
     else: fit = lambda k: delayed(_fit_classifier)(estimator, seed, x, y[:, k], xt, yt[:, k])
-    out = Parallel(n_jobs=n_jobs)(fit(k) for k in range(y.shape[1]))
+    largest_first = np.argsort([-len(np.unique(c)) for c in y.T], kind='stable') # many-valued factors take longest
+    out = dict(zip(largest_first, Parallel(n_jobs=n_jobs)(fit(k) for k in largest_first)))
+    out = [out[k] for k in range(y.shape[1])]
     r = np.stack([o[0] for o in out], 1)
     d, c = _gwae_dc(r) if estimator == 'gwae' else (dci_disentanglement(r), dci_completeness(r))
     return {'disentanglement': d, 'completeness': c, 'informativeness_train': float(np.mean([o[1] for o in out])),
