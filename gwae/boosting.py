@@ -15,10 +15,10 @@ from numba import njit
 # %% auto #0
 __all__ = ['BoostingFit', 'gradient_boosting']
 
-# %% ../nbs/08b_boosting.ipynb #46f05b93
+# %% ../nbs/08b_boosting.ipynb #d4632cc9
 @njit(cache=True)
 def _grow_tree(x, order, sorted_x, residual, keys, max_depth):
-    "One squared-error regression tree on `residual`, grown as sklearn's best-first splitter with depth-first layout."
+    "One squared-error regression tree on `residual` (sklearn's best splitter), grown level by level in heap order."
     n, num_codes = x.shape
     num_nodes = 2 ** (max_depth + 1) - 1
     feature = np.full(num_nodes, -1); threshold = np.zeros(num_nodes)

@@ -406,7 +406,7 @@ def library_versions()->dict:
     "Versions of Python and the libraries that determine the numbers."
     out = dict(python=platform.python_version())
     for dist, key in [('torch', 'torch'), ('numpy', 'numpy'), ('scipy', 'scipy'), ('scikit-learn', 'sklearn'),
-                      ('pandas', 'pandas'), ('gwae', 'gwae')]:
+                      ('numba', 'numba'), ('pandas', 'pandas'), ('gwae', 'gwae')]:
         try: out[key] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             out[key] = getattr(importlib.import_module(key), '__version__', 'unknown')
