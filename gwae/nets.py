@@ -80,7 +80,20 @@ def _official_padding_mode()->str:
     "The encoder padding the official code picks now: 'zeros' under deterministic algorithms, else 'replicate'."
     return 'zeros' if torch.are_deterministic_algorithms_enabled() else 'replicate'
 
-class ConvEncoder(nn.Module):
+class _Encoder(nn.Module):
+    "What every encoder shares: a body `net`, then a μ head and, if `gaussian`, a log σ² head."
+    def _heads(self, x_shape:tuple, width:int, z_dim:int, gaussian:bool):
+        self.x_shape, self.z_dim, self.gaussian = x_shape, z_dim, gaussian
+        self.fc = nn.Linear(width, z_dim)
+        self.fc_logvar = nn.Linear(width, z_dim) if gaussian else None
+
+    def forward(self, x:Tensor)->tuple[Tensor, Tensor|None]:
+        "`(mu, logvar)` for a batch shaped (B, *x_shape) (images in [0, 1]); `logvar` is `None` for a deterministic encoder."
+        _check_input(x, self.x_shape, type(self).__name__)
+        h = self.net(x)
+        return self.fc(h), (self.fc_logvar(h) if self.gaussian else None)
+
+class ConvEncoder(_Encoder):
     "Official convolutional encoder: logit input, stride-2 convolutions to 4×4, a dense layer, then μ (and log σ²) heads."
     def __init__(
         self,
@@ -97,21 +110,13 @@ class ConvEncoder(nn.Module):
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         work, n = conv_plan(size)
-        self.x_shape, self.z_dim, self.gaussian = (channels, size, size), z_dim, gaussian
         layers, c = [SigmoidInverse(), *_pad_to(size, work)], channels
         for o in stage_channels(n, width):
             layers += [nn.Conv2d(c, o, 4, 2, 1, padding_mode=padding_mode), nn.SiLU(inplace=True)]
             c = o
         layers += [nn.Flatten(), nn.Linear(c * 4 * 4, hidden), nn.SiLU(inplace=True)]
         self.net = nn.Sequential(*layers)
-        self.fc = nn.Linear(hidden, z_dim)
-        self.fc_logvar = nn.Linear(hidden, z_dim) if gaussian else None
-
-    def forward(self, x:Tensor)->tuple[Tensor, Tensor|None]:
-        "`(mu, logvar)` for a (B, C, H, W) batch in [0, 1]; `logvar` is `None` for a deterministic encoder."
-        _check_input(x, self.x_shape, type(self).__name__)
-        h = self.net(x)
-        return self.fc(h), (self.fc_logvar(h) if self.gaussian else None)
+        self._heads((channels, size, size), hidden, z_dim, gaussian)
 
 # %% ../nbs/02_nets.ipynb #1216bb86
 class ConvDecoder(nn.Module):
@@ -153,7 +158,7 @@ def mlp(
         if last_act or i < len(sizes) - 2: layers.append(act())
     return nn.Sequential(*layers)
 
-class MLPEncoder(nn.Module):
+class MLPEncoder(_Encoder):
     "MLP encoder for vector data: hidden SiLU layers, then μ (and log σ²) heads."
     def __init__(
         self,
@@ -163,16 +168,8 @@ class MLPEncoder(nn.Module):
         gaussian:bool=True, # also predict log σ²; `False` returns `(mu, None)`
     ):
         super().__init__()
-        self.x_shape, self.z_dim, self.gaussian = (x_dim,), z_dim, gaussian
         self.net = mlp([x_dim, *hidden], last_act=True)
-        self.fc = nn.Linear(hidden[-1], z_dim)
-        self.fc_logvar = nn.Linear(hidden[-1], z_dim) if gaussian else None
-
-    def forward(self, x:Tensor)->tuple[Tensor, Tensor|None]:
-        "`(mu, logvar)` for a (B, D) batch; `logvar` is `None` for a deterministic encoder."
-        _check_input(x, self.x_shape, type(self).__name__)
-        h = self.net(x)
-        return self.fc(h), (self.fc_logvar(h) if self.gaussian else None)
+        self._heads((x_dim,), hidden[-1], z_dim, gaussian)
 
 class MLPDecoder(nn.Module):
     "MLP decoder for vector data, linear output (or a sigmoid for data in [0, 1])."
