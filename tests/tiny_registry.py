@@ -64,9 +64,12 @@ def _blobs(n, seed):
     return torch.utils.data.TensorDataset(x.view(n, 1, 4, 4), pos)
 
 
-def blobs_dls(cfg, batch_size, seed):
-    return DataLoaders(DataLoader(_blobs(cfg.n_train, seed), bs=batch_size, shuffle=True, drop_last=True),
-                       DataLoader(_blobs(cfg.n_valid, seed + 1), bs=batch_size))
+def _loaders(train, valid, batch_size):
+    "Shuffled full training batches and in-order validation batches."
+    return DataLoaders(DataLoader(train, bs=batch_size, shuffle=True, drop_last=True), DataLoader(valid, bs=batch_size))
+
+
+def blobs_dls(cfg, batch_size, seed): return _loaders(_blobs(cfg.n_train, seed), _blobs(cfg.n_valid, seed + 1), batch_size)
 
 
 register_model('test_tiny', TinyCfg, TinyCriticAE)
@@ -83,7 +86,7 @@ def vectors_dls(cfg, batch_size, seed):
     def split(s):
         x = torch.rand(cfg.n, cfg.dim, generator=torch.Generator().manual_seed(s))
         return torch.utils.data.TensorDataset(x, torch.zeros(cfg.n, dtype=torch.long))
-    return DataLoaders(DataLoader(split(seed), bs=batch_size, shuffle=True, drop_last=True), DataLoader(split(seed + 1), bs=batch_size))
+    return _loaders(split(seed), split(seed + 1), batch_size)
 
 
 register_data('test_vectors', VectorsCfg, vectors_dls)
@@ -102,7 +105,7 @@ def squares_dls(cfg, batch_size, seed):
         x = torch.zeros(cfg.n, 1, cfg.size, cfg.size)
         for i, (r, c) in enumerate(torch.randint(0, cfg.size - 6, (cfg.n, 2), generator=g).tolist()): x[i, 0, r:r + 6, c:c + 6] = 1
         return torch.utils.data.TensorDataset(x, torch.zeros(cfg.n, dtype=torch.long))
-    return DataLoaders(DataLoader(split(seed), bs=batch_size, shuffle=True, drop_last=True), DataLoader(split(seed + 1), bs=batch_size))
+    return _loaders(split(seed), split(seed + 1), batch_size)
 
 
 register_data('test_squares', SquaresCfg, squares_dls)
