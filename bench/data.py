@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gwae.data import DSprites, Shapes3D, get_dls, split_idxs
+from gwae.dsprites import DSprites
+from gwae.shapes3d import Shapes3D
+from gwae.data import get_dls, split_idxs
 
 BS, STEP_S, RULE = 64, 0.96, 10  # batch size; the fastest GWAE step (bench/results/step_time.md, 2 threads); required headroom
 BUSY = 1.2  # 1-minute load average above which timings are flagged

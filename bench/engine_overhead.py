@@ -18,7 +18,8 @@ from fastai.data.load import DataLoader
 
 from gwae.core import seed_everything
 from gwae.models import build_optimizers, train_step
-from gwae.train import RunConfig, TrainConfig, fit
+from gwae.runs import RunConfig
+from gwae.learner import TrainConfig, fit
 
 BUSY_LOAD = 1.2  # load average above which the machine counts as busy and the table is flagged
 

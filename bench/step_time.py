@@ -34,11 +34,12 @@ def _cpu_model()->str:
 def _build(name:str):
     "The model called `name` (`gwae-<prior>[-fused]` or `vae`) and its optimizers."
     from gwae.gwae import GWAE
-    from gwae.models import VAE, build_optimizers
+    from gwae.baselines import VAE
+    from gwae.models import build_optimizers
     if name == 'vae': m = VAE((3, 64, 64), z_dim=64)  # official nets, ½‖x − x̂‖² + KL, Adam 1e-4
     else:
         prior, fused = name.removeprefix('gwae-').removesuffix('-fused'), name.endswith('-fused')
-        m = GWAE(prior={'kind': prior}, fused_critic=fused)
+        m = GWAE((3, 64, 64), prior={'kind': prior}, fused_critic=fused)
     return m, build_optimizers(m)
 
 def _time_model(name:str, runs:dict[int, int], warmup:int)->dict:

@@ -16,7 +16,7 @@ import yaml
 
 # %% auto #0
 __all__ = ['DEVICE_ENV', 'seed_everything', 'default_device', 'param', 'ConfigLoader', 'load_yaml', 'Config', 'parse_overrides',
-           'describe_config']
+           'describe_config', 'Registry']
 
 # %% ../nbs/00_core.ipynb #3a77150c
 def seed_everything(
@@ -254,3 +254,29 @@ def describe_config(
         if isinstance(tp, type) and issubclass(tp, Config): rows += describe_config(tp, key + '.')
         else: rows.append((key, _type_name(tp), _plain(default), f.metadata.get('help', '')))
     return rows
+
+# %% ../nbs/00_core.ipynb #4a217872
+class Registry(dict):
+    "Names mapped to entries (models, datasets), with aliases and errors that suggest the closest name."
+    def __init__(self, kind:str): # what the entries are, for messages: 'model', 'dataset', ...
+        super().__init__()
+        self.kind, self.aliases = kind, {}
+
+    def register(self,
+                 name:str, # the name
+                 entry, # what it stands for
+                 aliases:typing.Sequence[str]=(), # other accepted spellings
+                ):
+        "Add (or replace) `entry` under `name`, also reachable by `aliases`; returns the entry."
+        self[name] = entry
+        self.aliases.update({a: name for a in aliases})
+        return entry
+
+    def canonical(self, name:str)->str:
+        "The registered name of `name`: itself, or the name it is an alias of."
+        if name in self: return name
+        if name in self.aliases: return self.aliases[name]
+        known = sorted(self)
+        close = difflib.get_close_matches(str(name), known + sorted(self.aliases), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ''
+        raise ValueError(f"unknown {self.kind} {name!r}; {hint}known: {', '.join(known) or 'none registered'}")

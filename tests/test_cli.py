@@ -4,15 +4,14 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import tiny_registry  # noqa: F401  (registers test_tiny / test_blobs)
+import gwae.test_utils  # noqa: F401  (registers tiny_ae / tiny_blobs)
 from gwae.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = """
-imports: [tiny_registry]
-model: {name: test_tiny, z_dim: 2}
-data: {name: test_blobs, n_train: 64, n_valid: 32}
+imports: [gwae.test_utils]
+model: {name: tiny_ae, z_dim: 2}
+data: {name: tiny_blobs, n_train: 64, n_valid: 32}
 train: {epochs: 1, batch_size: 16, device: cpu}
 """
 
@@ -33,7 +32,7 @@ def test_train_help_explains_every_option_and_key(capsys):
     out = capsys.readouterr().out
     for text in ('--set', '--out', '--runs-dir', '--no-evaluate', '--quiet', 'model.name', 'data.name',
                  'train.epochs', 'train.until_convergence', 'train.patience', 'train.checkpoint_every',
-                 'train.grad_clip', 'train.mixed_precision', 'train.channels_last', 'train.device', 'test_tiny',
+                 'train.grad_clip', 'train.mixed_precision', 'train.channels_last', 'train.device', 'gwae', 'factor_vae', 'shapes3d',
                  'evaluation.scale', 'evaluation.sample', 'evaluation.metrics', 'consistency.lam'):
         assert text in out, text
     for cmd in ('resume', 'evaluate'):
@@ -48,7 +47,7 @@ def test_tiny_train_then_evaluate_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     run = Path(out.strip().splitlines()[-1].removeprefix('run folder: '))
-    assert run.parent == tmp_path / 'runs' and run.name.startswith('test_tiny-test_blobs-')
+    assert run.parent == tmp_path / 'runs' and run.name.startswith('tiny_ae-tiny_blobs-')
     assert 'z_dim: 3' in (run / 'config.yaml').read_text() and 'epochs: 2' in (run / 'config.yaml').read_text()
     assert len((run / 'history.csv').read_text().splitlines()) == 3
     for f in ('reconstructions', 'samples', 'traversals', 'loss_curves'): assert (run / 'figures' / f'{f}.png').stat().st_size > 0
@@ -77,12 +76,14 @@ def test_nan_is_one_clear_message(tmp_path, capsys):
 
 
 def test_data_help_names_every_dataset(capsys):
-    from gwae.datafiles import DATASETS
+    from gwae.cli import DATA_NAMES
+    from gwae.datasets import FILE_DATASETS
+    assert DATA_NAMES == FILE_DATASETS  # the command line knows them without importing torch
     for action in ('fetch', 'preview'):
         with pytest.raises(SystemExit) as e: main(['data', action, '--help'])
         assert e.value.code == 0
         out = capsys.readouterr().out
-        for name in DATASETS: assert name in out, (action, name)
+        for name in FILE_DATASETS: assert name in out, (action, name)
         assert '--root' in out
     assert '--out' in out and '--n' in out
 
@@ -90,19 +91,19 @@ def test_data_help_names_every_dataset(capsys):
 def test_data_fetch_explains_what_cannot_be_downloaded(tmp_path, capsys):
     assert main(['data', 'fetch', '3dshapes', '--root', str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith('gwae data: error: 3dshapes cannot be downloaded automatically') and '3dshapes.h5' in err, err
-    assert str(tmp_path / '3dshapes') in err
+    assert err.startswith('gwae data: error: shapes3d cannot be downloaded automatically') and '3dshapes.h5' in err, err
+    assert str(tmp_path / 'shapes3d') in err
     assert main(['data', 'fetch', 'imagenet', '--root', str(tmp_path)]) == 1
     assert "unknown dataset 'imagenet'" in capsys.readouterr().err
 
 
 def test_data_preview_generated_then_file(tmp_path, capsys):
     from PIL import Image
-    from gwae.datafiles import write_shapes3d_fixture
+    from gwae.test_utils import write_shapes3d_fixture
     png = tmp_path / 'shapes.png'
     assert main(['data', 'preview', '3dshapes', '--root', str(tmp_path / 'data'), '--out', str(png)]) == 0
     out = capsys.readouterr().out
-    assert 'previewing the generated 3dshapes (source: generated)' in out and Image.open(png).size[0] > 50, out
+    assert 'previewing the generated shapes3d (source: generated)' in out and Image.open(png).size[0] > 50, out
     write_shapes3d_fixture(tmp_path / 'data' / '3dshapes' / '3dshapes.h5')
     png.unlink()
     assert main(['data', 'preview', '3dshapes', '--root', str(tmp_path / 'data'), '--out', str(png)]) == 0
@@ -111,7 +112,7 @@ def test_data_preview_generated_then_file(tmp_path, capsys):
 
 
 def test_data_preview_of_labelled_files(tmp_path, capsys):
-    from gwae.datafiles import write_celeba_fixture
+    from gwae.test_utils import write_celeba_fixture
     write_celeba_fixture(tmp_path, n=6)
     png = tmp_path / 'celeba.png'
     assert main(['data', 'preview', 'celeba', '--root', str(tmp_path), '--out', str(png), '--n', '2']) == 0

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from gwae.data import (DSprites, GroundTruthDataset, ImageTransform, Shapes3D, get_dls, resize_images, split_idxs,
-                       traversal_factors, traversal_grid)
+from gwae.dsprites import DSprites
+from gwae.data import GroundTruthDataset, ImageTransform, get_dls, resize_images, split_idxs, traversal_factors, traversal_grid
+from gwae.shapes3d import Shapes3D
 
 
 @pytest.fixture(scope='module')

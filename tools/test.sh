@@ -2,7 +2,7 @@
 # The README's test command. Run it inside the project's virtual environment; it is idempotent.
 #   1. install the package and its dev tools (CPU pins from constraints.txt; a no-op when already installed)
 #   2. check that notebooks are clean and that gwae/ and README.md are in sync with nbs/
-#   3. reject saved widget outputs and any torchvision / fastai.vision import
+#   3. reject saved widget outputs, any torchvision / fastai.vision import, and imports against the notebook order
 #   4. run the notebook tests, then nbdev's docs pre-processing of every notebook, then pytest (whose summary ends the log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +28,9 @@ if [ "$before" != "$(snapshot)" ]; then
   exit 1
 fi
 
-step "forbidden content"
+step "forbidden content, and imports that follow the notebook order"
 python tools/check_imports.py
+python tools/check_import_order.py
 if grep -rl --include='*.ipynb' 'widget-view+json' nbs; then
   echo "FAIL: saved widget outputs in the notebooks above (clear them: their random ids churn on every run)."
   exit 1

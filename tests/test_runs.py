@@ -1,0 +1,106 @@
+"""Runs: config validation, every model through the engine, shipped configs, consistency, a failed start."""
+import math
+from pathlib import Path
+
+import pytest
+
+import gwae.test_utils  # noqa: F401  (registers tiny_ae, tiny_blobs, tiny_vectors, tiny_squares)
+from gwae.learner import fit
+from gwae.runs import MODELS, RunConfig, build_run, load_run, train
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = """
+imports: [gwae.test_utils]
+model: {name: tiny_ae, z_dim: 3, critic_steps: 2}
+data: {name: tiny_blobs, n_train: 256}
+train: {epochs: 2, batch_size: 16, seed: 7, checkpoint_every: 3, device: cpu}
+"""
+BUILTIN = sorted(n for n in MODELS if not n.startswith('tiny_'))
+BASELINES = [n for n in BUILTIN if n != 'gwae']
+
+
+@pytest.mark.parametrize('override, message', [
+    ('train.epocs=3', "unknown key 'epocs'; did you mean 'epochs'?"),
+    ('train.batch_size=0', 'TrainConfig.batch_size must be >= 1'),
+    ('train.seed=-1', 'TrainConfig.seed must be >= 0'),
+    ('train.grad_clip=abc', "TrainConfig.grad_clip: expected float"),
+    ('model.zdim=4', "unknown key 'zdim'; did you mean 'z_dim'?"),
+    ('model.name=tiny_ea', "unknown model 'tiny_ea'; did you mean 'tiny_ae'?"),
+    ('data.name=shapes3', "unknown dataset 'shapes3'; did you mean 'shapes3d'?"),
+    ('data.n_train=0', 'BlobsConfig.n_train must be >= 1'),
+    ('modle.z_dim=4', "unknown key 'modle'; did you mean 'model'?"),
+])
+def test_bad_config_is_rejected_with_the_fix(override, message):
+    with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)').replace('?', r'\?')):
+        RunConfig.from_yaml(CONFIG).override([override])
+
+
+def test_dataset_aliases_are_stored_as_the_one_name():
+    for alias, name in (('3dshapes', 'shapes3d'), ('fashion-mnist', 'fashion_mnist'), ('omniglot-standin', 'omniglot_standin')):
+        assert RunConfig.from_yaml(CONFIG).override([f'data.name={alias}']).data['name'] == name
+
+
+SMALL = dict(factor_vae=dict(disc_hidden=16, disc_layers=2), dagmm=dict(est_hidden=8))
+
+
+@pytest.mark.parametrize('name', BASELINES)
+def test_every_baseline_trains_through_fit(name):
+    cfg = RunConfig.from_dict(dict(imports=['gwae.test_utils'], model=dict(name=name, z_dim=3, nets=dict(hidden=[16]), **SMALL.get(name, {})),
+                                   data=dict(name='tiny_vectors'), train=dict(epochs=2, batch_size=16, device='cpu')))
+    model, dls = build_run(cfg)
+    learn = fit(model, dls, cfg.train, progress=False)
+    h = learn.terms.epochs
+    assert len(h) == 2 and len(learn.terms.steps) == 8
+    assert all(math.isfinite(v) for r in h for v in r.values())
+    assert model.step == 7
+    if name == 'beta_tcvae': assert model.cfg.dataset_size == 64  # filled from the training set
+
+
+def test_gwae_trains_through_fit_with_its_critic(tmp_path):
+    cfg = RunConfig.from_dict(dict(imports=['gwae.test_utils'], model=dict(name='gwae', z_dim=4, critic_steps=2, prior=dict(kind='factorized_neural')),
+                                   data=dict(name='tiny_squares'), train=dict(epochs=1, batch_size=16, device='cpu')))
+    model, dls = build_run(cfg)
+    learn = fit(model, dls, cfg.train, path=tmp_path, progress=False)
+    assert type(learn.opt.opt).__name__ == 'RMSprop' and type(learn.extra_steps.optimizers['critic']).__name__ == 'RMSprop'
+    row = learn.terms.epochs[0]
+    assert {'train_loss', 'train_critic.loss', 'valid_loss'} <= set(row) and all(math.isfinite(v) for v in row.values())
+    assert len(learn.terms.steps) == 2 and model.x_shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize('path', sorted((ROOT / 'configs').glob('*.yaml')), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    cfg = RunConfig.from_yaml(path)
+    assert cfg.train.batch_size == 64
+
+
+def test_every_model_has_a_config():
+    shipped = {RunConfig.from_yaml(p).model['name'] for p in (ROOT / 'configs').glob('*.yaml')}
+    assert set(BUILTIN) <= shipped, set(BUILTIN) - shipped
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path):
+    "The official config without the CelebA files stops before the run folder exists."
+    cfg = RunConfig.from_yaml(ROOT / 'configs' / 'gwae_official.yaml').override([f'data.root={tmp_path / "no-data"}'])
+    with pytest.raises(FileNotFoundError, match='celeba not found'): train(cfg, tmp_path / 'run', progress=False)
+    assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('name, settings', [('vae', dict()),
+                                            ('gwae', dict(critic_steps=1, prior=dict(kind='factorized_neural')))])
+def test_consistency_regularisation_from_a_config(tmp_path, name, settings):
+    from gwae.consistency import ConsistencyRegularized
+    cfg = RunConfig.from_dict(dict(imports=['gwae.test_utils'], model=dict(name=name, z_dim=3, **settings),
+                                   data=dict(name='tiny_squares', n=32, size=28), consistency=dict(lam=2.0),
+                                   train=dict(epochs=1, batch_size=16, device='cpu')))
+    assert cfg.consistency.lam == 2.0 and cfg.consistency.augmented_loss
+    learn = train(cfg, tmp_path / 'run', progress=False)
+    model = learn.model.model
+    assert isinstance(model, ConsistencyRegularized) and model.cfg.lam == 2.0
+    row = learn.terms.epochs[0]
+    assert {'train_consistency', 'train_base_loss', 'train_aug_loss', 'valid_consistency'} <= set(row), row
+    assert all(math.isfinite(v) for v in row.values()) and row['train_consistency'] > 0
+    assert len(learn.terms.steps) == 2
+    run = load_run(tmp_path / 'run', which='last')
+    assert isinstance(run.model, ConsistencyRegularized) and run.config.consistency == cfg.consistency
+    plain = cfg.override(['consistency=null'])
+    assert plain.consistency is None and not isinstance(plain.build_model((1, 28, 28)), ConsistencyRegularized)
