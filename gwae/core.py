@@ -16,7 +16,7 @@ import yaml
 
 # %% auto #0
 __all__ = ['DEVICE_ENV', 'seed_everything', 'default_device', 'param', 'ConfigLoader', 'load_yaml', 'Config', 'parse_overrides',
-           'describe_config', 'Registry']
+           'describe_config', 'ConfigTable', 'config_table', 'Registry']
 
 # %% ../nbs/00_core.ipynb #3a77150c
 def seed_everything(
@@ -254,6 +254,23 @@ def describe_config(
         if isinstance(tp, type) and issubclass(tp, Config): rows += describe_config(tp, key + '.')
         else: rows.append((key, _type_name(tp), _plain(default), f.metadata.get('help', '')))
     return rows
+
+# %% ../nbs/00_core.ipynb #1ea96686
+class ConfigTable:
+    "The fields of a `Config` class as a table: name, type, default and help; shown as Markdown."
+    def __init__(self, cls:type): self.cls, self.rows = cls, describe_config(cls)
+    def __repr__(self)->str: return '\n'.join(f"{k}: {tp} = {d!r}  # {h}" for k, tp, d, h in self.rows)
+    def _repr_markdown_(self)->str:
+        esc = lambda s: str(s).replace('|', '\\|')
+        rows = [f"| `{k}` | {esc(tp)} | `{esc(repr(d))}` | {esc(h)} |" for k, tp, d, h in self.rows]
+        return '\n'.join([f"**{self.cls.__name__}**", '', '| field | type | default | help |', '|---|---|---|---|', *rows])
+
+def config_table(
+    cls:type, # a `Config` subclass
+)->ConfigTable:
+    "The fields of `cls` (nested configs expanded) as a table for notebooks and the docs."
+    if not (isinstance(cls, type) and issubclass(cls, Config)): raise ValueError(f"config_table needs a Config class, got {cls!r}")
+    return ConfigTable(cls)
 
 # %% ../nbs/00_core.ipynb #4a217872
 class Registry(dict):
