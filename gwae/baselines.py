@@ -1,4 +1,4 @@
-"""The models GWAE is compared with: AE, VAE, β-VAE, AnnealedVAE, FactorVAE, β-TCVAE, DIP-VAE, InfoVAE, WAE and DAGMM, on one interface.
+"""The models GWAE is compared with, from the autoencoder and the VAE family to WAE and DAGMM.
 
 Docs: https://gwae-dev.github.io/gwae/baselines.html.md"""
 
@@ -18,7 +18,9 @@ from torch import nn, Tensor
 from .core import Config, param
 from .nets import mlp
 from .priors import gaussian_log_density
-from .models import ExtraStep, Kernel, Likelihood, OptimizerConfig, RepresentationModel, gaussian_kl, infovae_rbf_scale, mmd, model_nets, prior_nll, reconstruction_nll, reparameterize
+from .models import (ExtraStep, Kernel, Likelihood, OptimizerConfig, RepresentationModel,
+                         gaussian_kl, infovae_rbf_scale, mmd, model_nets, prior_nll,
+                         reconstruction_nll, reparameterize)
 
 # %% auto #0
 __all__ = ['TCEstimator', 'AEConfig', 'AE', 'VAEConfig', 'VAE', 'BetaVAEConfig', 'BetaVAE', 'AnnealedVAEConfig', 'AnnealedVAE',
@@ -31,10 +33,14 @@ __all__ = ['TCEstimator', 'AEConfig', 'AE', 'VAEConfig', 'VAE', 'BetaVAEConfig',
 class AEConfig(Config):
     "Settings shared by every autoencoder."
     z_dim: int = param(10, 'latent dimension', ge=1)
-    likelihood: Likelihood = param('gaussian', "reconstruction likelihood: 'gaussian' (σ=1, official GWAE) or 'bernoulli' (disentanglement_lib)")
-    nets: dict = param({}, 'keyword arguments of the network factory, e.g. {hidden: [64, 64]} (MLP) or {width: 64, hidden: 128} (conv)')
+    likelihood: Likelihood = param(
+        'gaussian', "reconstruction likelihood: 'gaussian' (σ=1, official GWAE) or 'bernoulli' "
+        "(disentanglement_lib)")
+    nets: dict = param({}, 'keyword arguments of the network factory, e.g. {hidden: [64, 64]} '
+                           '(MLP) or {width: 64, hidden: 128} (conv)')
     optimizer: OptimizerConfig = param(OptimizerConfig(), 'the main optimizer')
 
+# %% ../nbs/06_baselines.ipynb #561ed941
 class AE(RepresentationModel):
     "Deterministic autoencoder trained on the reconstruction term alone."
     config_cls = AEConfig
@@ -42,14 +48,17 @@ class AE(RepresentationModel):
 
     def __init__(self,
                  x_shape:Sequence[int], # shape of one data item: (C, H, H) or (D,)
-                 cfg:AEConfig|None=None, # the model's config (its `config_cls`); defaults when omitted
+                 cfg:AEConfig|None=None, # the model's config (its `config_cls`); None: defaults
                  **changes): # config fields to override
         super().__init__(x_shape, cfg, **changes)
         self.z_dim, self.optimizer = self.cfg.z_dim, self.cfg.optimizer
-        self.encoder, self.decoder = model_nets(self.x_shape, self.z_dim, self.gaussian, **self.cfg.nets)
+        self.encoder, self.decoder = model_nets(self.x_shape, self.z_dim, self.gaussian,
+                                                **self.cfg.nets)
 
     def encode(self, x:Tensor)->tuple[Tensor, Tensor|None]: return self.encoder(x)
-    def decode_logits(self, z:Tensor)->Tensor: return self.decoder(z)
+    def decode_logits(self, z:Tensor)->Tensor:
+        "The decoder's output before the sigmoid, the argument of the reconstruction likelihood."
+        return self.decoder(z)
     def decode(self, z:Tensor)->Tensor: return torch.sigmoid(self.decoder(z))
 
     def rec_nll(self, x:Tensor, z:Tensor)->Tensor:
@@ -71,6 +80,7 @@ class VAEConfig(AEConfig):
     beta: float = param(1.0, 'weight β of the KL term', ge=0)
     warmup_steps: int = param(0, 'steps of linear β warm-up from 0 (0: no warm-up)', ge=0)
 
+# %% ../nbs/06_baselines.ipynb #4c8b88db
 class VAE(AE):
     "Variational autoencoder with a Gaussian encoder and the N(0, I) prior."
     config_cls, gaussian = VAEConfig, True
@@ -85,7 +95,8 @@ class VAE(AE):
     def objective(self,
                   rec:Tensor, # batch-mean reconstruction NLL
                   kl:Tensor, # batch-mean KL(q(z|x) ‖ N(0, I)), summed over dimensions
-                  mu:Tensor, logvar:Tensor, # (N, D) encoder outputs
+                  mu:Tensor, # (N, D) encoder means
+                  logvar:Tensor, # (N, D) encoder log-variances
                   z:Tensor, # (N, D) reparameterised samples
                  )->dict:
         "The model's loss terms from the shared VAE quantities (overridden by each variant)."
@@ -95,11 +106,12 @@ class VAE(AE):
 
     def anomaly_score(self,
                       x:Tensor, # data batch
-                      sample:bool=True, # score a sampled z (official evaluation) rather than the mean
+                      sample:bool=True, # score a sampled z (official evaluation), not the mean
                      )->Tensor:
         "Negative log-likelihood of the encoding under the N(0, I) prior, per item."
         return prior_nll(self.embed(x, sample=sample))
 
+# %% ../nbs/06_baselines.ipynb #d9814553
 @dataclass
 class BetaVAEConfig(VAEConfig):
     "β-VAE: the VAE with β = 4 by default."
@@ -117,6 +129,7 @@ class AnnealedVAEConfig(AEConfig):
     c_max: float = param(25.0, 'final KL capacity C_max (nats)', ge=0)
     anneal_steps: int = param(100_000, 'steps over which C grows linearly from 0 to C_max', ge=1)
 
+# %% ../nbs/06_baselines.ipynb #d1c95502
 class AnnealedVAE(VAE):
     "β-VAE with a linearly increasing KL capacity (Burgess et al., 2018)."
     config_cls = AnnealedVAEConfig
@@ -127,13 +140,14 @@ class AnnealedVAE(VAE):
 
     def objective(self, rec, kl, mu, logvar, z):
         c = self.capacity()
-        return dict(loss=rec + self.cfg.gamma * (kl - c).abs(), rec=rec, kl=kl, capacity=kl.new_tensor(c))
+        return dict(loss=rec + self.cfg.gamma * (kl - c).abs(), rec=rec, kl=kl,
+                    capacity=kl.new_tensor(c))
 
 # %% ../nbs/06_baselines.ipynb #5b83903a
 def permute_dims(
     z:Tensor, # (N, D) codes
 )->Tensor:
-    "Shuffle each dimension independently across the batch: samples of the product of the marginals."
+    "Shuffle each dimension independently across the batch: samples of the product of marginals."
     return torch.gather(z, 0, torch.argsort(torch.rand_like(z), dim=0))
 
 def tc_discriminator(
@@ -151,28 +165,35 @@ def density_ratio_tc(
     "Total-correlation estimate: the mean discriminator logit on codes from q(z)."
     return discriminator(z).mean()
 
+# %% ../nbs/06_baselines.ipynb #568ef948
 @dataclass
 class FactorVAEConfig(AEConfig):
     "FactorVAE: VAE + γ·TC, TC from a permuted-code discriminator."
     gamma: float = param(10.0, 'weight γ of the total-correlation term', ge=0)
     disc_hidden: int = param(1000, 'discriminator units per hidden layer', ge=1)
     disc_layers: int = param(6, 'discriminator hidden layers', ge=1)
-    disc_optimizer: OptimizerConfig = param(OptimizerConfig(lr=1e-4, betas=(0.5, 0.9)), 'the discriminator optimizer')
+    disc_optimizer: OptimizerConfig = param(OptimizerConfig(lr=1e-4, betas=(0.5, 0.9)),
+                                            'the discriminator optimizer')
 
+# %% ../nbs/06_baselines.ipynb #0ad9e75b
 class FactorVAE(VAE):
     "FactorVAE (Kim & Mnih, 2018) with its discriminator as an extra optimizer step."
     config_cls = FactorVAEConfig
 
-    def __init__(self, x_shape, cfg=None, **changes):
+    def __init__(self,
+                 x_shape:Sequence[int], # shape of one data item: (C, H, H) or (D,)
+                 cfg:FactorVAEConfig|None=None, # the model's config; defaults when omitted
+                 **changes): # config fields to override
         super().__init__(x_shape, cfg, **changes)
-        self.discriminator = tc_discriminator(self.z_dim, self.cfg.disc_hidden, self.cfg.disc_layers)
+        self.discriminator = tc_discriminator(self.z_dim, self.cfg.disc_hidden,
+                                              self.cfg.disc_layers)
 
     def objective(self, rec, kl, mu, logvar, z):
         tc = density_ratio_tc(self.discriminator, z)
         return dict(loss=rec + kl + self.cfg.gamma * tc, rec=rec, kl=kl, tc=tc)
 
     def discriminator_loss(self, x:Tensor)->dict:
-        "Cross-entropy of the discriminator on detached codes (label 1) and permuted codes (label 0)."
+        "Cross-entropy of the discriminator: detached codes labelled 1, permuted codes labelled 0."
         with torch.no_grad(): z = reparameterize(*self.encode(x))
         real, perm = self.discriminator(z), self.discriminator(permute_dims(z))
         loss = 0.5 * (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
@@ -181,57 +202,79 @@ class FactorVAE(VAE):
         return dict(loss=loss, disc_acc=acc)
 
     def extra_steps(self)->list[ExtraStep]:
-        return [ExtraStep('discriminator', self.discriminator.parameters(), self.cfg.disc_optimizer, self.discriminator_loss)]
+        return [ExtraStep('discriminator', self.discriminator.parameters(), self.cfg.disc_optimizer,
+                          self.discriminator_loss)]
 
 # %% ../nbs/06_baselines.ipynb #6dd86494
 TCEstimator = Literal['mss', 'mws']
 
+def _log_importance_weights(z:Tensor, dataset_size:int|None, estimator:TCEstimator)->Tensor:
+    "The (B, B) log-weights log w_ij of the estimator: MSS needs the dataset size N, MWS is 1/B."
+    B = len(z)
+    if estimator == 'mws': return torch.full((B, B), -math.log(B), dtype=z.dtype, device=z.device)
+    if estimator != 'mss': raise ValueError(f"estimator must be 'mss' or 'mws', got {estimator!r}")
+    if dataset_size is None:
+        raise ValueError("the 'mss' estimator needs dataset_size, the number of training items")
+    if dataset_size < B:
+        raise ValueError(f"dataset_size ({dataset_size}) must be at least the batch size ({B}); "
+                         "set it to the number of training items")
+    other = math.log((dataset_size - 1) / (dataset_size * (B - 1)))
+    log_w = torch.full((B, B), other, dtype=z.dtype, device=z.device)
+    return log_w.fill_diagonal_(-math.log(dataset_size))
+
+# %% ../nbs/06_baselines.ipynb #8249fbf2
 def tc_decomposition(
     z:Tensor, # (B, D) samples, z_i ~ q(z | x_i)
-    mu:Tensor, logvar:Tensor, # (B, D) the encoder's Gaussian parameters for the batch
+    mu:Tensor, # (B, D) the encoder's means for the batch
+    logvar:Tensor, # (B, D) the encoder's log-variances for the batch
     dataset_size:int|None=None, # N, the number of training items (needed by 'mss')
-    estimator:TCEstimator='mss', # 'mss' (minibatch-stratified) or 'mws' (minibatch-weighted, equal weights 1/B)
+    estimator:TCEstimator='mss', # 'mss' (minibatch-stratified) or 'mws' (minibatch-weighted)
 )->dict:
-    "Index-code MI, total correlation and dimension-wise KL (batch means), with q(z) estimated on the batch."
-    B = len(z)
-    if B < 2: raise ValueError(f"the TC estimators need a batch of at least 2 codes, got {B}")
-    if estimator == 'mws': log_w = torch.full((B, B), -math.log(B), dtype=z.dtype, device=z.device)
-    elif estimator == 'mss':
-        if dataset_size is None: raise ValueError("the 'mss' estimator needs dataset_size, the number of training items")
-        if dataset_size < B: raise ValueError(f"dataset_size ({dataset_size}) must be at least the batch size ({B}); set it to the number of training items")
-        log_w = torch.full((B, B), math.log((dataset_size - 1) / (dataset_size * (B - 1))), dtype=z.dtype, device=z.device)
-        log_w.fill_diagonal_(-math.log(dataset_size))
-    else: raise ValueError(f"estimator must be 'mss' or 'mws', got {estimator!r}")
+    "Index-code MI, total correlation and dimension-wise KL (batch means); q(z) from the batch."
+    if len(z) < 2:
+        raise ValueError(f"the TC estimators need a batch of at least 2 codes, got {len(z)}")
+    log_w = _log_importance_weights(z, dataset_size, estimator)
     log_q = gaussian_log_density(z[:, None], mu[None], logvar[None]) # (B, B, D): log q(z_i,l | x_j)
     log_qz_x = log_q.diagonal(dim1=0, dim2=1).sum(0)
     log_qz = torch.logsumexp(log_w + log_q.sum(2), dim=1)
     log_qz_dims = torch.logsumexp(log_w[..., None] + log_q, dim=1).sum(1)
     log_pz = gaussian_log_density(z).sum(1)
-    return dict(mi=(log_qz_x - log_qz).mean(), tc=(log_qz - log_qz_dims).mean(), dim_kl=(log_qz_dims - log_pz).mean())
+    return dict(mi=(log_qz_x - log_qz).mean(), tc=(log_qz - log_qz_dims).mean(),
+                dim_kl=(log_qz_dims - log_pz).mean())
 
+# %% ../nbs/06_baselines.ipynb #ebe1ee86
 @dataclass
 class BetaTCVAEConfig(AEConfig):
     "β-TCVAE: VAE with separately weighted index-code MI (α), TC (β) and dimension-wise KL (γ)."
-    estimator: TCEstimator = param('mss', "q(z) estimator: 'mss' (minibatch-stratified, Chen et al.) or 'mws' (minibatch-weighted, the official GWAE baseline)")
-    dataset_size: int|None = param(None, "number of training items N; required by estimator 'mss'", ge=2)
+    estimator: TCEstimator = param(
+        'mss', "q(z) estimator: 'mss' (minibatch-stratified, Chen et al.) or 'mws' "
+        "(minibatch-weighted, the official GWAE baseline)")
+    dataset_size: int|None = param(None, "number of training items N; required by estimator 'mss'",
+                                   ge=2)
     alpha: float = param(1.0, 'weight α of the index-code mutual information', ge=0)
     beta: float = param(6.0, 'weight β of the total correlation', ge=0)
     gamma: float = param(1.0, 'weight γ of the dimension-wise KL', ge=0)
 
+# %% ../nbs/06_baselines.ipynb #0605fc78
 class BetaTCVAE(VAE):
-    "β-TCVAE (Chen et al., 2018) with the minibatch-stratified (default) or minibatch-weighted estimator."
+    "β-TCVAE (Chen et al., 2018) with the MSS (default) or MWS estimator of q(z)."
     config_cls = BetaTCVAEConfig
 
-    def __init__(self, x_shape, cfg=None, **changes):
+    def __init__(self,
+                 x_shape:Sequence[int], # shape of one data item: (C, H, H) or (D,)
+                 cfg:BetaTCVAEConfig|None=None, # the model's config; defaults when omitted
+                 **changes): # config fields to override
         super().__init__(x_shape, cfg, **changes)
         if self.cfg.estimator == 'mss' and self.cfg.dataset_size is None:
-            raise ValueError("BetaTCVAE with estimator='mss' needs dataset_size: set it to the number of training items "
-                             "(or use estimator='mws', which does not need it)")
+            raise ValueError("BetaTCVAE with estimator='mss' needs dataset_size: set it to the "
+                             "number of training items (or use estimator='mws', which does not "
+                             "need it)")
 
     def objective(self, rec, kl, mu, logvar, z):
         c = self.cfg
         d = tc_decomposition(z, mu, logvar, c.dataset_size, c.estimator)
-        loss = rec + kl + (c.alpha - 1) * d['mi'] + (c.beta - 1) * d['tc'] + (c.gamma - 1) * d['dim_kl']
+        loss = (rec + kl + (c.alpha - 1) * d['mi'] + (c.beta - 1) * d['tc']
+                + (c.gamma - 1) * d['dim_kl'])
         return dict(loss=loss, rec=rec, kl=kl, **d)
 
 # %% ../nbs/06_baselines.ipynb #747e0386
@@ -247,27 +290,32 @@ def dip_penalty(
 def dip_covariance(
     mu:Tensor, # (N, D) encoder means
     logvar:Tensor, # (N, D) encoder log-variances
-    variant:Literal['i', 'ii']='ii', # 'i': covariance of the means; 'ii': of the aggregate posterior
+    variant:Literal['i', 'ii']='ii', # 'i': covariance of the means; 'ii': of q(z)
 )->Tensor:
     "Batch estimate of the covariance DIP-VAE regularises."
     centred = mu - mu.mean(0)
     cov = centred.T @ centred / len(mu)
     return cov + torch.diag(logvar.exp().mean(0)) if variant == 'ii' else cov
 
+# %% ../nbs/06_baselines.ipynb #b45cf0be
 @dataclass
 class DIPVAEConfig(AEConfig):
     "DIP-VAE: VAE + a penalty on the distance of Cov[q(z)] (II) or Cov[μ] (I) from the identity."
-    variant: Literal['i', 'ii'] = param('ii', "'i' (covariance of the means) or 'ii' (covariance of q(z))")
+    variant: Literal['i', 'ii'] = param(
+        'ii', "'i' (covariance of the means) or 'ii' (covariance of q(z))")
     lambda_od: float = param(10.0, 'weight of the off-diagonal penalty', ge=0)
-    lambda_d: float|None = param(None, 'weight of the diagonal penalty; unset: 10·lambda_od (I) or lambda_od (II)', ge=0)
+    lambda_d: float|None = param(
+        None, 'weight of the diagonal penalty; unset: 10·lambda_od (I) or lambda_od (II)', ge=0)
 
+# %% ../nbs/06_baselines.ipynb #2bc641c0
 class DIPVAE(VAE):
     "DIP-VAE I/II (Kumar et al., 2018)."
     config_cls = DIPVAEConfig
 
     def objective(self, rec, kl, mu, logvar, z):
         c = self.cfg
-        lambda_d = c.lambda_d if c.lambda_d is not None else c.lambda_od * (10 if c.variant == 'i' else 1)
+        lambda_d = (c.lambda_d if c.lambda_d is not None
+                    else c.lambda_od * (10 if c.variant == 'i' else 1))  # the study's default
         dip = dip_penalty(dip_covariance(mu, logvar, c.variant), c.lambda_od, lambda_d)
         return dict(loss=rec + kl + dip, rec=rec, kl=kl, dip=dip)
 
@@ -278,9 +326,12 @@ class InfoVAEConfig(AEConfig):
     alpha: float = param(0.9, 'InfoVAE α (KL weight 1−α)', le=1)
     lam: float = param(100.0, 'InfoVAE λ (MMD weight α+λ−1)', ge=0)
     kernel: Kernel = param('rbf', "MMD kernel: 'rbf' or 'imq'")
-    kernel_scale: float|None = param(None, 'kernel width s (C = 2·z_dim·s²); unset: √(z_dim/2), so C = z_dim² as the InfoVAE and vaetc code', gt=0)
-    unbiased: bool = param(False, 'unbiased MMD estimator (leaves out i=j terms); the InfoVAE and vaetc code use the biased one')
+    kernel_scale: float|None = param(None, 'kernel width s (C = 2·z_dim·s²); unset: √(z_dim/2), so '
+                                           'C = z_dim² as the InfoVAE and vaetc code', gt=0)
+    unbiased: bool = param(False, 'unbiased MMD estimator (leaves out i=j terms); the InfoVAE and '
+                                  'vaetc code use the biased one')
 
+# %% ../nbs/06_baselines.ipynb #9aa4afb6
 class InfoVAE(VAE):
     "InfoVAE with the MMD divergence (the official GWAE 'wae' baseline)."
     config_cls = InfoVAEConfig
@@ -289,7 +340,8 @@ class InfoVAE(VAE):
         c = self.cfg
         scale = infovae_rbf_scale(self.z_dim) if c.kernel_scale is None else c.kernel_scale
         m = mmd(z, self.prior_sample(len(z)), c.kernel, scale, c.unbiased)
-        return dict(loss=rec + (1 - c.alpha) * kl + (c.alpha + c.lam - 1) * m, rec=rec, kl=kl, mmd=m)
+        return dict(loss=rec + (1 - c.alpha) * kl + (c.alpha + c.lam - 1) * m, rec=rec, kl=kl,
+                    mmd=m)
 
 # %% ../nbs/06_baselines.ipynb #910241b9
 @dataclass
@@ -299,6 +351,7 @@ class WAEConfig(AEConfig):
     kernel: Kernel = param('imq', "MMD kernel: 'rbf' or 'imq'")
     kernel_scale: float = param(1.0, 'kernel width s (C = 2·z_dim·s²)', gt=0)
 
+# %% ../nbs/06_baselines.ipynb #a4b458bd
 class WAE(AE):
     "Wasserstein autoencoder with the MMD penalty (Tolstikhin et al., 2018)."
     config_cls = WAEConfig
@@ -328,12 +381,17 @@ def gmm_fit(
 
 def gmm_energy(
     f:Tensor, # (B, F) features
-    phi:Tensor, mu:Tensor, cov:Tensor, # the mixture, as from `gmm_fit`
+    phi:Tensor, # (K,) mixture weights, as from `gmm_fit`
+    mu:Tensor, # (K, F) component means
+    cov:Tensor, # (K, F, F) component covariances
 )->Tensor:
     "Sample energy -log Σ_k φ_k N(f; μ_k, Σ_k): shape (B,)."
-    log_p = torch.distributions.MultivariateNormal(mu, covariance_matrix=cov, validate_args=False).log_prob(f[:, None])
+    components = torch.distributions.MultivariateNormal(mu, covariance_matrix=cov,
+                                                        validate_args=False)
+    log_p = components.log_prob(f[:, None])
     return -torch.logsumexp(phi.clamp_min(1e-10).log() + log_p, dim=1)
 
+# %% ../nbs/06_baselines.ipynb #73eda328
 @dataclass
 class DAGMMConfig(AEConfig):
     "DAGMM: deterministic autoencoder + estimation network + in-batch Gaussian mixture."
@@ -344,11 +402,15 @@ class DAGMMConfig(AEConfig):
     cov_eps: float = param(1e-3, 'added to the covariance diagonals', gt=0)
     momentum: float = param(0.1, 'momentum of the running mixture parameters', gt=0, le=1)
 
+# %% ../nbs/06_baselines.ipynb #913e6037
 class DAGMM(AE):
     "Deep autoencoding Gaussian mixture model (Zong et al., 2018); energy as the anomaly score."
     config_cls = DAGMMConfig
 
-    def __init__(self, x_shape, cfg=None, **changes):
+    def __init__(self,
+                 x_shape:Sequence[int], # shape of one data item: (C, H, H) or (D,)
+                 cfg:DAGMMConfig|None=None, # the model's config; defaults when omitted
+                 **changes): # config fields to override
         super().__init__(x_shape, cfg, **changes)
         k, nf = self.cfg.n_components, self.z_dim + 2
         self.estimator = mlp([nf, self.cfg.est_hidden, k], act=nn.Tanh)
@@ -357,7 +419,7 @@ class DAGMM(AE):
         self.register_buffer('cov', torch.eye(nf).repeat(k, 1, 1))
 
     def features(self, x:Tensor)->tuple[Tensor, Tensor]:
-        "Estimation-network input `[z, relative distance, cosine similarity]` (B, L+2) and the decoder logits."
+        "The estimator's input `[z, relative distance, cosine]` (B, L+2) and the decoder logits."
         z = self.encode(x)[0]
         logits = self.decode_logits(z)
         xf, rf = x.flatten(1), torch.sigmoid(logits).flatten(1)
@@ -373,7 +435,8 @@ class DAGMM(AE):
         cov_penalty = (1 / cov.diagonal(dim1=1, dim2=2)).sum()
         if self.training:
             with torch.no_grad():
-                for buf, new in ((self.phi, phi), (self.mu, mu), (self.cov, cov)): buf.lerp_(new, self.cfg.momentum)
+                for buf, new in ((self.phi, phi), (self.mu, mu), (self.cov, cov)):
+                    buf.lerp_(new, self.cfg.momentum)
         return dict(loss=rec + self.cfg.lambda_energy * energy + self.cfg.lambda_cov * cov_penalty,
                     rec=rec, energy=energy, cov_penalty=cov_penalty)
 

@@ -1,4 +1,4 @@
-"""A wrapper that makes any Gaussian-encoder model's codes consistent under small image transformations (Sinha & Dieng, 2021).
+"""Codes that stay put under small image transformations: a wrapper for any Gaussian-encoder model.
 
 Docs: https://gwae-dev.github.io/gwae/consistency.html.md"""
 
@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch import Tensor
 
 from .core import Config, param
@@ -28,60 +29,44 @@ def random_affine(
     scale_range:tuple[float, float]=(0.9, 1.1), # range of the zoom factor
 )->Tensor:
     "Each image shifted, rotated and scaled by its own random amounts."
-    if x.dim() != 4: raise ValueError(f"random_affine needs (B, C, H, W) images, got shape {tuple(x.shape)}; pass a transform for other data")
+    if x.dim() != 4:
+        raise ValueError(f"random_affine needs (B, C, H, W) images, got shape {tuple(x.shape)}; "
+                         "pass a transform for other data")
     B = len(x)
     u = lambda *s: torch.rand(*s, dtype=x.dtype, device=x.device)
     angle = (2 * u(B) - 1) * math.radians(max_rotation)
     scale = scale_range[0] + (scale_range[1] - scale_range[0]) * u(B)
     shift = (2 * u(B, 2) - 1) * 2 * max_shift  # grid coordinates span [-1, 1]: a side is 2 units
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    rows = [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)]
+    theta = torch.stack(rows, 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode='bilinear', padding_mode='border', align_corners=False)
 
+# %% ../nbs/06a_consistency.ipynb #a65d4287
 @dataclass
 class ConsistencyConfig(Config):
     "Consistency regularisation (Sinha & Dieng, 2021) around a Gaussian-encoder model."
     lam: float = param(1.0, 'weight λ of the consistency KL', ge=0)
-    augmented_loss: bool = param(True, "also add the wrapped model's loss on the transformed batch (the paper's CR-VAE)")
+    augmented_loss: bool = param(
+        True, "also add the wrapped model's loss on the transformed batch (the paper's CR-VAE)")
     max_shift: float = param(0.1, 'largest shift as a fraction of the image side', ge=0)
     max_rotation: float = param(15.0, 'largest rotation (degrees)', ge=0)
     scale_range: tuple[float, float] = param((0.9, 1.1), 'range of the zoom factor')
 
+# %% ../nbs/06a_consistency.ipynb #90ba8915
 class ConsistencyRegularized(RepresentationModel):
     "Wrap a Gaussian-encoder `model`, adding λ·KL(q(z|t(x)) ‖ q(z|x)) for random transformations t."
     def __init__(self,
-                 model:RepresentationModel, # the wrapped model; its `encode` must return a log-variance
+                 model:RepresentationModel, # the wrapped model; its `encode` returns a log-variance
                  cfg:ConsistencyConfig|None=None, # settings; defaults when omitted
-                 transform:Callable[[Tensor], Tensor]|None=None, # batch -> transformed batch; default `random_affine` (images)
+                 transform:Callable[[Tensor], Tensor]|None=None, # t(x); None: `random_affine`
                  **changes): # config fields to override
         super().__init__()
         cfg = cfg or ConsistencyConfig()
-        self.model, self.cfg, self.transform = model, cfg.replace(**changes) if changes else cfg, transform
+        self.model, self.transform = model, transform
+        self.cfg = cfg.replace(**changes) if changes else cfg
         self.z_dim, self.optimizer = model.z_dim, model.optimizer
-
-    def augment(self, x:Tensor)->Tensor:
-        "A random semantics-preserving transformation of the batch."
-        if self.transform is not None: return self.transform(x)
-        c = self.cfg
-        return random_affine(x, c.max_shift, c.max_rotation, c.scale_range)
-
-    def consistency(self, x:Tensor, tx:Tensor)->Tensor:
-        "Batch mean of KL(q(z|tx) ‖ q(z|x)), summed over latent dimensions."
-        (mu, logvar), (mu_t, logvar_t) = self.model.encode(x), self.model.encode(tx)
-        if logvar is None:
-            raise ValueError(f"consistency regularisation needs a Gaussian encoder; {type(self.model).__name__}.encode returns no log-variance")
-        return gaussian_kl(mu_t, logvar_t, mu, logvar).sum(1).mean()
-
-    def loss(self, x:Tensor)->dict:
-        out, tx = self.model.loss(x), self.augment(x)
-        cons = self.consistency(x, tx)
-        terms = dict(out, base_loss=out['loss'], consistency=cons)
-        loss = out['loss'] + self.cfg.lam * cons
-        if self.cfg.augmented_loss:
-            terms['aug_loss'] = self.model.loss(tx)['loss']
-            loss = loss + terms['aug_loss']
-        return dict(terms, loss=loss)
 
     def encode(self, x): return self.model.encode(x)
     def decode(self, z): return self.model.decode(z)
@@ -94,3 +79,34 @@ class ConsistencyRegularized(RepresentationModel):
     def set_step(self, step:int):
         self.step = step
         self.model.set_step(step)
+
+# %% ../nbs/06a_consistency.ipynb #f5f1302a
+@patch
+def augment(self:ConsistencyRegularized, x:Tensor)->Tensor:
+    "A random semantics-preserving transformation of the batch."
+    if self.transform is not None: return self.transform(x)
+    c = self.cfg
+    return random_affine(x, c.max_shift, c.max_rotation, c.scale_range)
+
+# %% ../nbs/06a_consistency.ipynb #5b5af2cd
+@patch
+def consistency(self:ConsistencyRegularized, x:Tensor, tx:Tensor)->Tensor:
+    "Batch mean of KL(q(z|tx) ‖ q(z|x)), summed over latent dimensions."
+    (mu, logvar), (mu_t, logvar_t) = self.model.encode(x), self.model.encode(tx)
+    if logvar is None:
+        raise ValueError("consistency regularisation needs a Gaussian encoder; "
+                         f"{type(self.model).__name__}.encode returns no log-variance")
+    return gaussian_kl(mu_t, logvar_t, mu, logvar).sum(1).mean()
+
+# %% ../nbs/06a_consistency.ipynb #6e89abf2
+@patch
+def loss(self:ConsistencyRegularized, x:Tensor)->dict:
+    "The wrapped model's loss, plus λ times the consistency KL and (by default) its loss on t(x)."
+    out, tx = self.model.loss(x), self.augment(x)
+    cons = self.consistency(x, tx)
+    terms = dict(out, base_loss=out['loss'], consistency=cons)
+    loss = out['loss'] + self.cfg.lam * cons
+    if self.cfg.augmented_loss:
+        terms['aug_loss'] = self.model.loss(tx)['loss']
+        loss = loss + terms['aug_loss']
+    return dict(terms, loss=loss)

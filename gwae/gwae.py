@@ -34,22 +34,29 @@ class GWAEConfig(Config):
     coef_entropy: float = param(0.03, 'λ_H, weight of the encoder entropy term', ge=0)
     coef_init: float = param(2.5, 'c0, initial latent distance coefficient', gt=0)
     gw_p: float = param(1.0, 'exponent of the GW distortion (official 1)', ge=1)
-    merged_condition: bool = param(True, 'critic on joint (x, z) pairs; False: MMD(z, z~) without a critic, Adam')
-    learned_similarity: bool = param(False, "add ½‖φ(x) − φ(x̂)‖² on the critic's image features to the reconstruction")
-    mixed_potential: bool = param(False, 'generative critic score averaged with f(G(z), z) for encoder codes z')
+    merged_condition: bool = param(
+        True, 'critic on joint (x, z) pairs; False: MMD(z, z~) without a critic, Adam')
+    learned_similarity: bool = param(
+        False, "add ½‖φ(x) − φ(x̂)‖² on the critic's image features to the reconstruction")
+    mixed_potential: bool = param(
+        False, 'generative critic score averaged with f(G(z), z) for encoder codes z')
     critic_steps: int = param(5, 'critic updates per main step', ge=1)
     coef_gp: float = param(10.0, 'weight of the gradient-penalty term (GP + drift)', ge=0)
-    coef_drift: float = param(1e-4, 'drift weight on mean f² of both batches, inside the GP term', ge=0)
+    coef_drift: float = param(
+        1e-4, 'drift weight on mean f² of both batches, inside the GP term', ge=0)
     lr: float = param(1e-4, 'main learning rate (RMSprop; Adam without a critic)', gt=0)
     lr_critic: float = param(1e-4, 'critic learning rate (RMSprop)', gt=0)
-    padding_mode: Literal[PADDING_MODES] = param('replicate', "encoder convolution padding (official: 'replicate')")
-    fused_critic: bool = param(False, 'score both pair batches in one critic call (faster; one spectral-norm power iteration fewer)')
+    padding_mode: Literal[PADDING_MODES] = param(
+        'replicate', "encoder convolution padding (official: 'replicate')")
+    fused_critic: bool = param(False, 'score both pair batches in one critic call '
+                                      '(faster; one spectral-norm power iteration fewer)')
 
     def __post_init__(self):
         super().__post_init__()
         for opt in ('learned_similarity', 'mixed_potential'):
             if getattr(self, opt) and not self.merged_condition:
-                raise ValueError(f"GWAEConfig.{opt} needs the critic: set merged_condition=True or {opt}=False")
+                raise ValueError(f"GWAEConfig.{opt} needs the critic: set merged_condition=True or "
+                                 f"{opt}=False")
 
 # %% ../nbs/05_gwae.ipynb #bfcb5e09
 def gradient_penalty(
@@ -59,7 +66,7 @@ def gradient_penalty(
     x_gen:Tensor, # (B, ...) generated data
     z_gen:Tensor, # (B, L) the prior samples they were generated from
 )->Tensor: # scalar one-centred gradient penalty
-    "One-centred gradient penalty of `critic` at per-sample interpolates of the (x, z) and (x_gen, z_gen) pairs."
+    "One-centred gradient penalty of `critic` at per-sample interpolates of the two kinds of pairs."
     t = torch.rand(len(x), device=x.device, dtype=x.dtype)
     tx = t.view(-1, *[1] * (x.ndim - 1))
     x_t = (x * tx + x_gen * (1 - tx)).requires_grad_(True)
@@ -70,16 +77,17 @@ def gradient_penalty(
 
 # %% ../nbs/05_gwae.ipynb #d5667319
 class GWAE(RepresentationModel):
-    "Gromov-Wasserstein autoencoder: encoder, decoder, trainable prior, GW distortion and (by default) a critic."
+    "Gromov-Wasserstein autoencoder: encoder, decoder, trainable prior, GW distortion and a critic."
     config_cls = GWAEConfig
     def __init__(self,
-                 x_shape:Sequence[int], # shape of one image (C, H, H); the official CelebA model is (3, 64, 64)
+                 x_shape:Sequence[int], # shape of one image (C, H, H); official CelebA: (3, 64, 64)
                  cfg:GWAEConfig|None=None, # hyper-parameters; `None` is the official defaults
                  **changes, # fields of `GWAEConfig` to change, e.g. `z_dim=16`
                 ):
         super().__init__(x_shape, cfg, **changes)
         if len(self.x_shape) != 3 or self.x_shape[1] != self.x_shape[2]:
-            raise ValueError(f"GWAE needs square images (C, H, H), got items of shape {self.x_shape}; set data.size")
+            raise ValueError(f"GWAE needs square images (C, H, H), got items of shape "
+                             f"{self.x_shape}; set data.size")
         cfg, shape = self.cfg, self.x_shape
         self.z_dim = cfg.z_dim
         self.encoder = make_encoder(shape, cfg.z_dim, padding_mode=cfg.padding_mode)
@@ -94,25 +102,31 @@ class GWAE(RepresentationModel):
     def decode(self, z:Tensor)->Tensor: return self.decoder(z)
     def prior_sample(self, n:int)->Tensor: return self.prior(n)
 
-    def _score_pairs(self, x, z, x_gen, z_gen)->tuple[Tensor, Tensor]:
-        "Critic scores of the inference pairs and of the generative pairs, in the official call order."
-        if not self.cfg.fused_critic: return self.critic(x, z), self.critic(x_gen, z_gen)
-        return self.critic(torch.cat([x, x_gen]), torch.cat([z, z_gen])).split([len(x), len(x_gen)])
-
 # %% ../nbs/05_gwae.ipynb #8f204dd6
 def _check_batch(x:Tensor, min_items:int=2):
     "GWAE's requirements on a batch: at least `min_items` items, values in [0, 1]."
     if len(x) < min_items:
-        raise ValueError(f"GWAE needs batches of at least {min_items} items (the GW distances, the latent scale and the "
-                         f"prior's BatchNorm are batch statistics), got {len(x)}; drop the last incomplete batch (drop_last=True)")
+        raise ValueError(f"GWAE needs batches of at least {min_items} items (the GW distances, "
+                         "the latent scale and the prior's BatchNorm are batch statistics), got "
+                         f"{len(x)}; drop the last incomplete batch (drop_last=True)")
     lo, hi = torch.aminmax(x.detach())
     if lo < 0 or hi > 1:
-        raise ValueError(f"GWAE needs data in [0, 1] (the encoder takes logits of pixel values, the decoder ends in a sigmoid), "
-                         f"got values in [{lo.item():.3g}, {hi.item():.3g}]; do not normalise images to [-1, 1] or by mean and std")
+        raise ValueError("GWAE needs data in [0, 1] (the encoder takes logits of pixel values, "
+                         "the decoder ends in a sigmoid), got values in "
+                         f"[{lo.item():.3g}, {hi.item():.3g}]; do not normalise images to [-1, 1] "
+                         "or by mean and std")
 
+# %% ../nbs/05_gwae.ipynb #ad07b7d7
+@patch
+def _score_pairs(self:GWAE, x, z, x_gen, z_gen)->tuple[Tensor, Tensor]:
+    "Critic scores of the inference pairs and of the generative pairs, in the official call order."
+    if not self.cfg.fused_critic: return self.critic(x, z), self.critic(x_gen, z_gen)
+    return self.critic(torch.cat([x, x_gen]), torch.cat([z, z_gen])).split([len(x), len(x_gen)])
+
+# %% ../nbs/05_gwae.ipynb #222fcff4
 @patch
 def loss(self:GWAE, x:Tensor)->dict:
-    "The main loss `gw + λ_W rec + λ_H entropy + λ_D match` on a batch `x` in [0, 1] (B >= 2), with its terms."
+    "Main loss `gw + λ_W rec + λ_H entropy + λ_D match` and its terms on a batch in [0, 1], B >= 2."
     _check_batch(x)
     cfg, B = self.cfg, len(x)
     mu, logvar = self.encode(x)
@@ -135,7 +149,7 @@ def loss(self:GWAE, x:Tensor)->dict:
         else: a, p = self._score_pairs(x, z, x_gen, z_gen)
         match = (p - a).mean()
         logs = dict(score_inference=a.detach().mean(), score_generative=p.detach().mean())
-    else: match = mmd(z, z_gen, 'rbf', math.sqrt(self.z_dim / 2), unbiased=False)  # vaetc's kernel (see above)
+    else: match = mmd(z, z_gen, 'rbf', math.sqrt(self.z_dim / 2), unbiased=False)  # vaetc's kernel
     loss = gw + cfg.coef_w * rec + cfg.coef_entropy * entropy + cfg.coef_d * match
     return dict(loss=loss, gw=gw, rec=rec, entropy=entropy, match=match, coef=self.gw.coef.detach(),
                 qz_scale=latent_scale(z.detach()), pz_scale=latent_scale(z_gen.detach()), **logs)
@@ -143,7 +157,7 @@ def loss(self:GWAE, x:Tensor)->dict:
 # %% ../nbs/05_gwae.ipynb #a70ea039
 @patch
 def critic_loss(self:GWAE, x:Tensor)->dict:
-    "One critic update's loss: `-(mean f(x~, z~) - mean f(x, z)) + coef_gp (GP + drift)`, all inputs detached."
+    "The critic's loss `-(mean f(x~, z~) - mean f(x, z)) + coef_gp (GP + drift)`, inputs detached."
     if self.critic is None: raise ValueError("this GWAE has no critic (merged_condition=False)")
     _check_batch(x)
     cfg, B = self.cfg, len(x)
@@ -159,19 +173,25 @@ def critic_loss(self:GWAE, x:Tensor)->dict:
     gap = (p - a).mean()
     gp = gradient_penalty(self.critic, x, z, x_gen, z_gen)
     penalty = gp + cfg.coef_drift * (a.square().mean() + p.square().mean())
-    return dict(loss=-gap + cfg.coef_gp * penalty, gap=gap.detach(), gp=gp.detach(), penalty=penalty.detach())
+    return dict(loss=-gap + cfg.coef_gp * penalty, gap=gap.detach(), gp=gp.detach(),
+                penalty=penalty.detach())
 
+# %% ../nbs/05_gwae.ipynb #73ab3d3f
 @patch
 def extra_steps(self:GWAE)->list[ExtraStep]:
-    "The critic's `ExtraStep`: `critic_steps` RMSprop updates of the critic after each main step (none without a critic)."
+    "The critic's `ExtraStep`: `critic_steps` RMSprop updates per main step; none without a critic."
     if self.critic is None: return []
-    return [ExtraStep('critic', list(self.critic.parameters()), OptimizerConfig('rmsprop', lr=self.cfg.lr_critic),
-                      self.critic_loss, n_steps=self.cfg.critic_steps)]
+    return [ExtraStep('critic', list(self.critic.parameters()),
+                      OptimizerConfig('rmsprop', lr=self.cfg.lr_critic), self.critic_loss,
+                      n_steps=self.cfg.critic_steps)]
 
+# %% ../nbs/05_gwae.ipynb #c8aeb495
 @patch
 def anomaly_score(self:GWAE, x:Tensor)->Tensor:
-    "Critic score `f(G(z), z)` of the sampled encoding `z` of each item: higher means more out-of-distribution."
-    if self.critic is None: raise ValueError("anomaly_score needs the critic: this GWAE was built with merged_condition=False")
+    "Critic score `f(G(z), z)` of each item's sampled code `z`: higher is more out-of-distribution."
+    if self.critic is None:
+        raise ValueError("anomaly_score needs the critic: this GWAE was built with "
+                         "merged_condition=False")
     _check_batch(x, min_items=1)
     was_training = self.critic.training
     self.critic.eval()  # no spectral-norm power iteration: scoring leaves the model unchanged

@@ -1,4 +1,4 @@
-"""MIG, DCI, SAP, modularity and explicitness, IRS, the unsupervised scores and the BetaVAE and FactorVAE scores, with disentanglement_lib's protocols and key names.
+"""The metrics of disentanglement_lib's study, with its protocols, defaults and key names.
 
 Docs: https://gwae-dev.github.io/gwae/metrics.html.md"""
 
@@ -32,8 +32,10 @@ __all__ = ['DCIEstimator', 'check_codes_factors', 'split_train_test', 'histogram
 
 # %% ../nbs/09a_metrics.ipynb #e081e0ce
 def _to_numpy(x)->np.ndarray:
+    "`x` as a NumPy array; a tensor is detached and moved to the CPU first."
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
+# %% ../nbs/09a_metrics.ipynb #5c365bb2
 def check_codes_factors(
     codes, # (N, D) float array or tensor
     factors, # (N, K) integer class indices
@@ -41,21 +43,34 @@ def check_codes_factors(
     need_variation:bool=True, # refuse factors that take a single value
 )->tuple[np.ndarray, np.ndarray]: # float64 codes and int64 factors
     "Validate `(codes, factors)` and return them as float64 and int64 NumPy arrays."
-    codes, factors, where = _to_numpy(codes), _to_numpy(factors), f" ({split} split)" if split else ''
-    if codes.ndim != 2: raise ValueError(f"codes{where} must be a 2-D (N, D) array, got shape {codes.shape}; use codes[:, None] for a single dimension")
-    if factors.ndim != 2: raise ValueError(f"factors{where} must be a 2-D (N, K) array, got shape {factors.shape}; use factors[:, None] for a single factor")
-    if len(codes) != len(factors): raise ValueError(f"codes{where} have {len(codes)} rows but factors have {len(factors)}; they must describe the same points")
+    codes, factors = _to_numpy(codes), _to_numpy(factors)
+    where = f" ({split} split)" if split else ''
+    if codes.ndim != 2:
+        raise ValueError(f"codes{where} must be a 2-D (N, D) array, got shape {codes.shape}; "
+                         "use codes[:, None] for a single dimension")
+    if factors.ndim != 2:
+        raise ValueError(f"factors{where} must be a 2-D (N, K) array, got shape {factors.shape}; "
+                         "use factors[:, None] for a single factor")
+    if len(codes) != len(factors):
+        raise ValueError(f"codes{where} have {len(codes)} rows but factors have {len(factors)}; "
+                         "they must describe the same points")
     if len(codes) < 2: raise ValueError(f"need at least 2 points{where}, got {len(codes)}")
-    if not (np.issubdtype(codes.dtype, np.number) and not np.issubdtype(codes.dtype, np.complexfloating)):
-        raise ValueError(f"codes{where} must be real numbers, got dtype {codes.dtype}")
+    real = (np.issubdtype(codes.dtype, np.number)
+            and not np.issubdtype(codes.dtype, np.complexfloating))
+    if not real: raise ValueError(f"codes{where} must be real numbers, got dtype {codes.dtype}")
     bad = ~np.isfinite(codes)
-    if bad.any(): raise ValueError(f"codes{where} contain {bad.sum()} NaN or infinite values (in {bad.any(1).sum()} rows); drop those rows or fix the encoder")
+    if bad.any():
+        raise ValueError(f"codes{where} contain {bad.sum()} NaN or infinite values (in "
+                         f"{bad.any(1).sum()} rows); drop those rows or fix the encoder")
     if not (np.issubdtype(factors.dtype, np.integer) or factors.dtype == bool):
-        raise ValueError(f"factors{where} must be integer class indices, got dtype {factors.dtype}; cast whole-valued floats with "
-                         ".astype(int), or discretise continuous factors with histogram_discretize")
+        raise ValueError(f"factors{where} must be integer class indices, got dtype "
+                         f"{factors.dtype}; cast whole-valued floats with .astype(int), or "
+                         "discretise continuous factors with histogram_discretize")
     if need_variation:
         single = [k for k in range(factors.shape[1]) if (factors[:, k] == factors[0, k]).all()]
-        if single: raise ValueError(f"factor(s) {single}{where} take a single value, so there is nothing to capture; drop those columns")
+        if single:
+            raise ValueError(f"factor(s) {single}{where} take a single value, so there is nothing "
+                             "to capture; drop those columns")
     return codes.astype(np.float64), factors.astype(np.int64)
 
 # %% ../nbs/09a_metrics.ipynb #4ee75a0b
@@ -63,21 +78,31 @@ def split_train_test(
     codes, # (N, D) codes
     factors, # (N, K) factor classes
     train_fraction:float=0.9, # share of rows, from the top, that go to the train split
-)->tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: # codes_train, factors_train, codes_test, factors_test
+)->tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]: # the train pair, then the test pair
     "dlib's fixed-data split: the first ⌈train_fraction·N⌉ rows train, the remaining rows test."
-    if not 0 < train_fraction < 1: raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction}")
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must lie strictly between 0 and 1, got {train_fraction}")
     codes, factors = _to_numpy(codes), _to_numpy(factors)
     n = int(math.ceil(len(codes) * train_fraction))
-    if n >= len(codes): raise ValueError(f"{len(codes)} points leave no test point at train_fraction={train_fraction}; pass more points or a test split")
+    if n >= len(codes):
+        raise ValueError(f"{len(codes)} points leave no test point at "
+                         f"train_fraction={train_fraction}; pass more points or a test split")
     return codes[:n], factors[:n], codes[n:], factors[n:]
 
+# %% ../nbs/09a_metrics.ipynb #ffddbfd6
 def _train_test(codes, factors, codes_test, factors_test, train_fraction):
-    if (codes_test is None) != (factors_test is None): raise ValueError("pass both codes_test and factors_test, or neither (to split codes/factors)")
-    if codes_test is None: codes, factors, codes_test, factors_test = split_train_test(codes, factors, train_fraction)
+    "The checked train and test pairs of a metric: given, or split from `(codes, factors)`."
+    if (codes_test is None) != (factors_test is None):
+        raise ValueError("pass both codes_test and factors_test, or neither (to split "
+                         "codes/factors)")
+    if codes_test is None:
+        codes, factors, codes_test, factors_test = split_train_test(codes, factors, train_fraction)
     codes, factors = check_codes_factors(codes, factors, 'train')
-    codes_test, factors_test = check_codes_factors(codes_test, factors_test, 'test', need_variation=False)
+    codes_test, factors_test = check_codes_factors(codes_test, factors_test, 'test',
+                                                   need_variation=False)
     if codes_test.shape[1] != codes.shape[1] or factors_test.shape[1] != factors.shape[1]:
-        raise ValueError(f"train and test shapes disagree: codes {codes.shape} vs {codes_test.shape}, factors {factors.shape} vs {factors_test.shape}")
+        raise ValueError(f"train and test shapes disagree: codes {codes.shape} vs "
+                         f"{codes_test.shape}, factors {factors.shape} vs {factors_test.shape}")
     return codes, factors, codes_test, factors_test
 
 # %% ../nbs/09a_metrics.ipynb #8bf49975
@@ -88,14 +113,16 @@ def histogram_discretize(
     "dlib's histogram discretiser, column by column."
     x = _to_numpy(x)
     if x.ndim != 2: raise ValueError(f"x must be 2-D (N, D), got shape {x.shape}")
-    return np.stack([np.digitize(c, np.histogram(c, num_bins)[1][:-1]) for c in x.T], 1).astype(np.int64).reshape(x.shape)
+    bins = [np.digitize(c, np.histogram(c, num_bins)[1][:-1]) for c in x.T]
+    return np.stack(bins, 1).astype(np.int64).reshape(x.shape)
 
 def discrete_mutual_info(
     a:np.ndarray, # (N, D) discrete values
     b:np.ndarray, # (N, K) discrete values
 )->np.ndarray: # (D, K) mutual information in nats
     "Plug-in mutual information between every column of `a` and every column of `b`."
-    return np.array([[mutual_info_score(bj, ai) for bj in b.T] for ai in a.T]).reshape(a.shape[1], b.shape[1])
+    mi = [[mutual_info_score(bj, ai) for bj in b.T] for ai in a.T]
+    return np.array(mi).reshape(a.shape[1], b.shape[1])
 
 def discrete_entropy(
     y:np.ndarray, # (N, K) discrete values
@@ -109,48 +136,65 @@ def _top_two_gap(m:np.ndarray)->np.ndarray:
     s = np.sort(m, axis=0)
     return s[-1] - s[-2]
 
-def _gaussian_entropies(mu:np.ndarray, logvar:np.ndarray, rng:np.random.Generator, num_samples:int)->np.ndarray:
-    "Monte-Carlo entropy of each coordinate of the aggregate posterior (1/N) sum_n N(mu_n, exp(logvar_n))."
+# %% ../nbs/09a_metrics.ipynb #1dea75dd
+def _gaussian_entropies(mu:np.ndarray, logvar:np.ndarray, rng:np.random.Generator,
+                        num_samples:int)->np.ndarray:
+    "Monte-Carlo entropy of each coordinate of the aggregate posterior (1/N) Σ_n N(μ_n, σ_n²)."
     n, d = mu.shape
     idx = rng.permutation(n)[:num_samples]
-    z = torch.as_tensor(mu[idx] + np.exp(logvar[idx] / 2) * rng.standard_normal((len(idx), d)), dtype=torch.float32)
+    noise = rng.standard_normal((len(idx), d))
+    z = torch.as_tensor(mu[idx] + np.exp(logvar[idx] / 2) * noise, dtype=torch.float32)
     m, lv = torch.as_tensor(mu, dtype=torch.float32), torch.as_tensor(logvar, dtype=torch.float32)
-    iv, chunk, total = torch.exp(-lv), max(1, 2**21 // (n * d)), torch.zeros(d, dtype=torch.float64)
+    iv, chunk = torch.exp(-lv), max(1, 2**21 // (n * d))
+    total = torch.zeros(d, dtype=torch.float64)
     for s in range(0, len(z), chunk):
-        logq = -0.5 * (math.log(2 * math.pi) + lv + (z[s:s + chunk, None] - m) ** 2 * iv) # (c, N, D)
+        # log q(z_j | x_n) of a block of c samples against all N posteriors: (c, N, D)
+        logq = -0.5 * (math.log(2 * math.pi) + lv + (z[s:s + chunk, None] - m) ** 2 * iv)
         total -= (torch.logsumexp(logq, 1) - math.log(n)).sum(0, dtype=torch.float64)
     return (total / len(z)).numpy()
 
 def _sampling_mutual_info(mu, logvar, factors, num_samples, seed)->np.ndarray:
+    "Chen et al.'s estimate of I(z_j; v_k) = H(z_j) - H(z_j | v_k), clipped at 0: a (D, K) array."
     rng = np.random.default_rng(seed)
     h_z = _gaussian_entropies(mu, logvar, rng, num_samples)
     h_zv = np.zeros((mu.shape[1], factors.shape[1]))
     for k, v in enumerate(factors.T):
         for value in np.unique(v):
             rows = v == value
-            h_zv[:, k] += rows.mean() * _gaussian_entropies(mu[rows], logvar[rows], rng, num_samples)
+            h_zv[:, k] += rows.mean() * _gaussian_entropies(mu[rows], logvar[rows], rng,
+                                                            num_samples)
     return np.maximum(h_z[:, None] - h_zv, 0)
 
+# %% ../nbs/09a_metrics.ipynb #d49dca12
 def mig(
     codes, # (N, D) codes (posterior means for the sampling estimator)
     factors, # (N, K) integer factor classes
-    estimator:Literal['histogram', 'sampling']='histogram', # dlib's discretised MI, or Chen et al.'s sampling estimator
+    estimator:Literal['histogram', 'sampling']='histogram', # the MI estimator (see above)
     num_bins:int=20, # histogram bins per code dimension (histogram estimator)
-    logvar=None, # (N, D) posterior log-variances (sampling estimator only)
+    logvar:np.ndarray|None=None, # (N, D) posterior log-variances (sampling estimator only)
     num_samples:int=10000, # Monte-Carlo samples per entropy (sampling estimator)
     seed:int=0, # seed of the sampling estimator
 )->dict: # `discrete_mig` (histogram) or `sampling_mig` (sampling)
     "Mutual information gap, averaged over factors."
     codes, factors = check_codes_factors(codes, factors)
     h = discrete_entropy(factors)
-    if codes.shape[1] < 2: raise ValueError(f"MIG needs at least 2 code dimensions to form a gap, got {codes.shape[1]}")
+    if codes.shape[1] < 2:
+        raise ValueError(f"MIG needs at least 2 code dimensions to form a gap, got "
+                         f"{codes.shape[1]}")
     if estimator == 'histogram':
-        return {'discrete_mig': float(np.mean(_top_two_gap(discrete_mutual_info(histogram_discretize(codes, num_bins), factors)) / h))}
-    if estimator != 'sampling': raise ValueError(f"estimator must be 'histogram' or 'sampling', got {estimator!r}")
-    if logvar is None: raise ValueError("the sampling estimator needs the posterior log-variances: pass logvar (N, D)")
+        mi = discrete_mutual_info(histogram_discretize(codes, num_bins), factors)
+        return {'discrete_mig': float(np.mean(_top_two_gap(mi) / h))}
+    if estimator != 'sampling':
+        raise ValueError(f"estimator must be 'histogram' or 'sampling', got {estimator!r}")
+    if logvar is None:
+        raise ValueError("the sampling estimator needs the posterior log-variances: pass logvar "
+                         "(N, D)")
     logvar = _to_numpy(logvar).astype(np.float64)
-    if logvar.shape != codes.shape or not np.isfinite(logvar).all(): raise ValueError(f"logvar must be finite with the shape of codes {codes.shape}, got {logvar.shape}")
-    return {'sampling_mig': float(np.mean(_top_two_gap(_sampling_mutual_info(codes, logvar, factors, num_samples, seed)) / h))}
+    if logvar.shape != codes.shape or not np.isfinite(logvar).all():
+        raise ValueError(f"logvar must be finite with the shape of codes {codes.shape}, got "
+                         f"{logvar.shape}")
+    mi = _sampling_mutual_info(codes, logvar, factors, num_samples, seed)
+    return {'sampling_mig': float(np.mean(_top_two_gap(mi) / h))}
 
 # %% ../nbs/09a_metrics.ipynb #2a21c668
 def _entropy_score(p:np.ndarray, base:int)->np.ndarray:
@@ -158,12 +202,15 @@ def _entropy_score(p:np.ndarray, base:int)->np.ndarray:
     return 1. - scipy.stats.entropy(p + 1e-11, base=base)
 
 def _weighted(per:np.ndarray, importance:np.ndarray, axis:int)->float:
+    "Mean of the scores `per`, weighted by the importance summed over `axis` (uniform if all zero)."
     if importance.sum() == 0.: importance = np.ones_like(importance)
     return float(np.sum(per * importance.sum(axis=axis) / importance.sum()))
 
 def _need_two(codes, factors, metric):
+    "Refuse fewer than two codes or two factors for `metric`, whose entropies are in base D and K."
     if codes.shape[1] < 2 or factors.shape[1] < 2:
-        raise ValueError(f"{metric} compares codes and factors and needs at least 2 of each, got {codes.shape[1]} codes and {factors.shape[1]} factors")
+        raise ValueError(f"{metric} compares codes and factors and needs at least 2 of each, got "
+                         f"{codes.shape[1]} codes and {factors.shape[1]} factors")
 
 def dci_disentanglement(
     importance:np.ndarray, # (D, K) importance of code j for factor k
@@ -184,22 +231,26 @@ def _fit_classifier(estimator, seed, x, y, x_test, y_test):
     "Importances and (train, test) accuracy of one factor's classifier."
     if estimator == 'gbt':
         model = GradientBoostingClassifier(random_state=seed).fit(x, y)
-        imp, pred, pred_test = np.abs(model.feature_importances_), model.predict(x), model.predict(x_test)
+        imp, pred = np.abs(model.feature_importances_), model.predict(x)
+        pred_test = model.predict(x_test)
     else:
         fit = gradient_boosting(x, y, x_test, seed=seed)
         imp, pred, pred_test = fit.importances, fit.predictions, fit.test_predictions
     return imp, np.mean(pred == y), np.mean(pred_test == y_test)
 
+# %% ../nbs/09a_metrics.ipynb #51e225c8
 def _fit_forest(depth, seed, x, y, x_test, y_test):
-    "Importances and (train, test) informativeness 1 - 6 MSE of one factor's random-forest regressor."
+    "Importances and (train, test) informativeness 1 - 6 MSE of one factor's forest regressor."
     model = RandomForestRegressor(n_estimators=10, max_depth=depth, random_state=seed).fit(x, y)
     info = lambda a, b: max(0., 1 - 6 * np.mean((model.predict(a) - b) ** 2))
     return model.feature_importances_, info(x, y), info(x_test, y_test)
 
 def _select_depth(x, t, seed, n_jobs)->int:
     "vaetc's model selection: the max_depth with the lowest 5-fold CV MSE averaged over factors."
-    def cv_mse(depth): return np.mean([-cross_val_score(RandomForestRegressor(n_estimators=10, max_depth=depth, random_state=seed),
-                                                       x, y, scoring='neg_mean_squared_error', cv=5, n_jobs=n_jobs).mean() for y in t.T])
+    def cv_mse(depth):
+        forest = lambda: RandomForestRegressor(n_estimators=10, max_depth=depth, random_state=seed)
+        return np.mean([-cross_val_score(forest(), x, y, scoring='neg_mean_squared_error', cv=5,
+                                         n_jobs=n_jobs).mean() for y in t.T])
     return min((2, 4, 8, 12), key=cv_mse)
 
 def _gwae_dc(r:np.ndarray)->tuple[float, float]:
@@ -211,21 +262,30 @@ def _gwae_dc(r:np.ndarray)->tuple[float, float]:
     com = 1 + (scipy.special.xlogy(q, q) / np.log(d)).sum(0)
     return float(np.sum(r.sum(1) / np.maximum(1e-12, r.sum()) * dis)), float(com.mean())
 
+# %% ../nbs/09a_metrics.ipynb #b23ed15e
+def _fit_factors(fit:Callable, y:np.ndarray, n_jobs:int)->list:
+    "`fit(k)` for every factor k of `y`, run many-valued factors first, returned in factor order."
+    largest_first = np.argsort([-len(np.unique(c)) for c in y.T], kind='stable')
+    out = dict(zip(largest_first, Parallel(n_jobs=n_jobs)(fit(k) for k in largest_first)))
+    return [out[k] for k in range(y.shape[1])]
+
 def dci(
     codes, # (N, D) codes (train split, or all points when no test split is given)
     factors, # (N, K) integer factor classes
-    codes_test=None, # (M, D) test codes; None splits `codes` (see above)
-    factors_test=None, # (M, K) test factor classes
-    estimator:DCIEstimator='gbt', # 'gbt' (dlib), 'fast' (dlib's boosting compiled) or 'gwae' (vaetc's random forests)
+    codes_test:np.ndarray|None=None, # (M, D) test codes; None splits `codes` (see above)
+    factors_test:np.ndarray|None=None, # (M, K) test factor classes
+    estimator:DCIEstimator='gbt', # 'gbt' (dlib), 'fast' (dlib's, compiled) or 'gwae' (vaetc's)
     train_fraction:float=0.9, # dlib split of a single pair ('gbt', 'fast')
     n_jobs:int=1, # processes over factors (results do not depend on it)
     seed:int=0, # seed of every predictor
 )->dict: # disentanglement, completeness, informativeness_train, informativeness_test
     "DCI scores from an importance matrix of per-factor predictors."
-    if estimator not in ('gbt', 'fast', 'gwae'): raise ValueError(f"estimator must be 'gbt', 'fast' or 'gwae', got {estimator!r}")
+    if estimator not in ('gbt', 'fast', 'gwae'):
+        raise ValueError(f"estimator must be 'gbt', 'fast' or 'gwae', got {estimator!r}")
     if estimator == 'gwae' and codes_test is None and factors_test is None:
         c, f = check_codes_factors(codes, factors)
-        codes, codes_test, factors, factors_test = train_test_split(c, f, test_size=0.33, random_state=42)
+        codes, codes_test, factors, factors_test = train_test_split(c, f, test_size=0.33,
+                                                                    random_state=42)
     x, y, xt, yt = _train_test(codes, factors, codes_test, factors_test, train_fraction)
     _need_two(x, y, 'DCI')
     if estimator == 'gwae':
@@ -234,16 +294,16 @@ def dci(
         depth = _select_depth(x, y, seed, n_jobs)
         fit = lambda k: delayed(_fit_forest)(depth, seed, x, y[:, k], xt, yt[:, k])
     else: fit = lambda k: delayed(_fit_classifier)(estimator, seed, x, y[:, k], xt, yt[:, k])
-    largest_first = np.argsort([-len(np.unique(c)) for c in y.T], kind='stable') # many-valued factors take longest
-    out = dict(zip(largest_first, Parallel(n_jobs=n_jobs)(fit(k) for k in largest_first)))
-    out = [out[k] for k in range(y.shape[1])]
+    out = _fit_factors(fit, y, n_jobs)
     r = np.stack([o[0] for o in out], 1)
     d, c = _gwae_dc(r) if estimator == 'gwae' else (dci_disentanglement(r), dci_completeness(r))
-    return {'disentanglement': d, 'completeness': c, 'informativeness_train': float(np.mean([o[1] for o in out])),
+    return {'disentanglement': d, 'completeness': c,
+            'informativeness_train': float(np.mean([o[1] for o in out])),
             'informativeness_test': float(np.mean([o[2] for o in out]))}
 
 # %% ../nbs/09a_metrics.ipynb #f8e30183
 def _sap_matrix(x, y, xt, yt, continuous_factors, seed)->np.ndarray:
+    "The (D, K) scores of each single code predicting each factor."
     if continuous_factors:
         xc, yc = x - x.mean(0), y - y.mean(0)
         cov = xc.T @ yc / (len(x) - 1)
@@ -251,23 +311,27 @@ def _sap_matrix(x, y, xt, yt, continuous_factors, seed)->np.ndarray:
         ok = var_x > 1e-12
         return np.where(ok[:, None], cov ** 2 / (np.where(ok, var_x, 1)[:, None] * var_y), 0.)
     def score(j, k):
-        svm = LinearSVC(C=0.01, class_weight='balanced', random_state=seed).fit(x[:, j:j + 1], y[:, k])
+        svm = LinearSVC(C=0.01, class_weight='balanced', random_state=seed)
+        svm.fit(x[:, j:j + 1], y[:, k])
         return np.mean(svm.predict(xt[:, j:j + 1]) == yt[:, k])
     return np.array([[score(j, k) for k in range(y.shape[1])] for j in range(x.shape[1])])
 
+# %% ../nbs/09a_metrics.ipynb #dea2dca3
 def sap(
     codes, # (N, D) codes
     factors, # (N, K) integer factor classes
-    codes_test=None, # (M, D) test codes; None splits `codes` (first 90% train)
-    factors_test=None, # (M, K) test factor classes
-    continuous_factors:bool=False, # treat factors as numbers (squared correlation) rather than classes (linear SVM)
+    codes_test:np.ndarray|None=None, # (M, D) test codes; None splits `codes` (first 90% train)
+    factors_test:np.ndarray|None=None, # (M, K) test factor classes
+    continuous_factors:bool=False, # factors as numbers (squared correlation), not classes (SVM)
     train_fraction:float=0.9, # dlib split of a single pair
     seed:int=0, # seed of the linear SVMs
 )->dict: # SAP_score
     "SAP: mean over factors of the gap between the two codes that predict it best."
     x, y, xt, yt = _train_test(codes, factors, codes_test, factors_test, train_fraction)
-    if x.shape[1] < 2: raise ValueError(f"SAP needs at least 2 code dimensions to form a gap, got {x.shape[1]}")
-    return {'SAP_score': float(np.mean(_top_two_gap(_sap_matrix(x, y, xt, yt, continuous_factors, seed))))}
+    if x.shape[1] < 2:
+        raise ValueError(f"SAP needs at least 2 code dimensions to form a gap, got {x.shape[1]}")
+    scores = _sap_matrix(x, y, xt, yt, continuous_factors, seed)
+    return {'SAP_score': float(np.mean(_top_two_gap(scores)))}
 
 # %% ../nbs/09a_metrics.ipynb #745c32d2
 def modularity_from_mi(
@@ -276,9 +340,11 @@ def modularity_from_mi(
     "dlib's modularity score from a mutual-information matrix."
     sq = np.square(mi)
     top = sq.max(1)
-    with np.errstate(divide='ignore', invalid='ignore'): score = 1. - (sq.sum(1) - top) / (top * (sq.shape[1] - 1.))
+    with np.errstate(divide='ignore', invalid='ignore'):
+        score = 1. - (sq.sum(1) - top) / (top * (sq.shape[1] - 1.))
     return float(np.mean(np.where(top == 0., 0., score)))
 
+# %% ../nbs/09a_metrics.ipynb #b9bda349
 def _explicitness(x, y, xt, yt)->tuple[float, float]:
     "Macro ROC-AUC of a logistic regression on standardised codes, train and test."
     with warnings.catch_warnings():
@@ -290,22 +356,26 @@ def _explicitness(x, y, xt, yt)->tuple[float, float]:
         return roc_auc_score(onehot[:, keep], clf.predict_proba(a)[:, keep], average='macro')
     return auc(x, y), auc(xt, yt)
 
+# %% ../nbs/09a_metrics.ipynb #b74b62bc
 def modularity_explicitness(
     codes, # (N, D) codes
     factors, # (N, K) integer factor classes
-    codes_test=None, # (M, D) test codes; None splits `codes` (first 90% train)
-    factors_test=None, # (M, K) test factor classes
+    codes_test:np.ndarray|None=None, # (M, D) test codes; None splits `codes` (first 90% train)
+    factors_test:np.ndarray|None=None, # (M, K) test factor classes
     num_bins:int=20, # histogram bins per code for the MI matrix
     train_fraction:float=0.9, # dlib split of a single pair
 )->dict: # modularity_score, explicitness_score_train, explicitness_score_test
-    "Modularity (from histogram MI on the train split) and explicitness (logistic-regression ROC-AUC)."
+    "Modularity (histogram MI on the train split) and explicitness (logistic-regression ROC-AUC)."
     x, y, xt, yt = _train_test(codes, factors, codes_test, factors_test, train_fraction)
     _need_two(x, y, 'modularity')
     mean, std = x.mean(0), x.std(0)
     std = np.where(std > 0, std, 1.)
-    ex = np.array([_explicitness((x - mean) / std, y[:, k], (xt - mean) / std, yt[:, k]) for k in range(y.shape[1])])
-    return {'modularity_score': modularity_from_mi(discrete_mutual_info(histogram_discretize(x, num_bins), y)),
-            'explicitness_score_train': float(ex[:, 0].mean()), 'explicitness_score_test': float(ex[:, 1].mean())}
+    ex = np.array([_explicitness((x - mean) / std, y[:, k], (xt - mean) / std, yt[:, k])
+                   for k in range(y.shape[1])])
+    mi = discrete_mutual_info(histogram_discretize(x, num_bins), y)
+    return {'modularity_score': modularity_from_mi(mi),
+            'explicitness_score_train': float(ex[:, 0].mean()),
+            'explicitness_score_test': float(ex[:, 1].mean())}
 
 # %% ../nbs/09a_metrics.ipynb #fe07ed0f
 def irs(
@@ -340,22 +410,29 @@ def gaussian_wasserstein_correlation(
     cov:np.ndarray, # (D, D) covariance matrix
 )->float:
     "Squared 2-Wasserstein distance between N(0, cov) and the product of its marginals."
-    return float(2 * np.trace(cov) - 2 * np.trace(scipy.linalg.sqrtm(cov * np.diag(cov)[:, None])).real)
+    root = scipy.linalg.sqrtm(cov * np.diag(cov)[:, None])
+    return float(2 * np.trace(cov) - 2 * np.trace(root).real)
 
+# %% ../nbs/09a_metrics.ipynb #8f0e87d7
 def unsupervised_scores(
     codes, # (N, D) codes
     num_bins:int=20, # histogram bins per code for the MI score
 )->dict: # gaussian_total_correlation, gaussian_wasserstein_correlation(_norm), mutual_info_score
     "Factor-free scores of how dependent the code dimensions are."
-    codes, _ = check_codes_factors(codes, np.zeros((len(_to_numpy(codes)), 1), int), need_variation=False)
+    no_factors = np.zeros((len(_to_numpy(codes)), 1), int)
+    codes, _ = check_codes_factors(codes, no_factors, need_variation=False)
     d = codes.shape[1]
-    if d < 2: raise ValueError(f"unsupervised scores compare code dimensions: need at least 2, got {d}")
+    if d < 2:
+        raise ValueError(f"unsupervised scores compare code dimensions: need at least 2, got {d}")
     active = codes[:, codes.var(0) > 0]
-    out = dict.fromkeys(['gaussian_total_correlation', 'gaussian_wasserstein_correlation', 'gaussian_wasserstein_correlation_norm'], 0.)
+    gaussian = ('gaussian_total_correlation', 'gaussian_wasserstein_correlation',
+                'gaussian_wasserstein_correlation_norm')
+    out = dict.fromkeys(gaussian, 0.)
     if active.shape[1]:
         cov = np.cov(active, rowvar=False).reshape(active.shape[1], active.shape[1])
         wc = gaussian_wasserstein_correlation(cov)
-        out.update(gaussian_total_correlation=gaussian_total_correlation(cov), gaussian_wasserstein_correlation=wc,
+        out.update(gaussian_total_correlation=gaussian_total_correlation(cov),
+                   gaussian_wasserstein_correlation=wc,
                    gaussian_wasserstein_correlation_norm=float(wc / np.trace(cov)))
     mi = discrete_mutual_info(*[histogram_discretize(codes, num_bins)] * 2)
     np.fill_diagonal(mi, 0)
@@ -366,22 +443,31 @@ def _encode(dataset, represent:Callable, classes:np.ndarray, encode_batch:int)->
     "Codes of the images of `classes`, encoded `encode_batch` at a time."
     out = []
     for s in range(0, len(classes), encode_batch):
-        with torch.no_grad(): out.append(_to_numpy(represent(dataset.images_from_factors(classes[s:s + encode_batch]))))
+        with torch.no_grad():
+            images = dataset.images_from_factors(classes[s:s + encode_batch])
+            out.append(_to_numpy(represent(images)))
     codes = np.concatenate(out).astype(np.float64)
-    if codes.ndim != 2 or len(codes) != len(classes): raise ValueError(f"represent must return (n, D) codes for n images, got shape {codes.shape} for {len(classes)}")
+    if codes.ndim != 2 or len(codes) != len(classes):
+        raise ValueError(f"represent must return (n, D) codes for n images, got shape "
+                         f"{codes.shape} for {len(classes)}")
     if not np.isfinite(codes).all(): raise ValueError("represent returned NaN or infinite codes")
     return codes
 
-def _per_point(dataset, represent, num_points, draw, encode_batch, group)->tuple[np.ndarray, np.ndarray]:
-    "Draw `num_points` intervention groups with `draw()` -> (factor index, (group, K) classes), then encode them."
-    ks, classes, codes = [], [], []
+# %% ../nbs/09a_metrics.ipynb #b4eaf832
+def _per_point(dataset, represent, num_points, draw, encode_batch,
+               group)->tuple[np.ndarray, np.ndarray]:
+    "`num_points` groups from `draw()` -> (factor index, (group, K) classes), and their codes."
+    ks, codes = [], []
     chunk = max(1, encode_batch // group)
     for s in range(0, num_points, chunk):
         batch = [draw() for _ in range(min(chunk, num_points - s))]
         ks += [k for k, _ in batch]
-        codes.append(_encode(dataset, represent, np.concatenate([c for _, c in batch]), encode_batch).reshape(len(batch), group, -1))
+        classes = np.concatenate([c for _, c in batch])
+        group_codes = _encode(dataset, represent, classes, encode_batch)
+        codes.append(group_codes.reshape(len(batch), group, -1))
     return np.array(ks), np.concatenate(codes)
 
+# %% ../nbs/09a_metrics.ipynb #8bc2d815
 def sample_codes(
     dataset, # ground-truth dataset (`sample_factors`, `images_from_factors`)
     represent:Callable, # images (n, C, H, W) -> codes (n, D)
@@ -391,11 +477,13 @@ def sample_codes(
     encode_batch:int=4096, # images per call of `represent` (it changes nothing)
 )->tuple[np.ndarray, np.ndarray]: # codes (num_points, D) and factors (num_points, K)
     "dlib's `generate_batch_factor_code`: random points of the dataset and their codes."
-    factors = np.concatenate([dataset.sample_factors(min(batch_size, num_points - s), rng) for s in range(0, num_points, batch_size)])
+    factors = np.concatenate([dataset.sample_factors(min(batch_size, num_points - s), rng)
+                              for s in range(0, num_points, batch_size)])
     return _encode(dataset, represent, factors, encode_batch), factors
 
 # %% ../nbs/09a_metrics.ipynb #f6e7e07b
 def _beta_vae_points(dataset, represent, rng, batch_size, num_points, encode_batch):
+    "Features mean |z_1 - z_2| of `num_points` pairs of batches sharing one factor, and the factor."
     def draw():
         k = rng.randint(len(dataset.factor_sizes))
         f1, f2 = dataset.sample_factors(batch_size, rng), dataset.sample_factors(batch_size, rng)
@@ -420,21 +508,26 @@ def beta_vae_score(
         warnings.simplefilter('ignore', ConvergenceWarning)
         model = LogisticRegression(random_state=seed).fit(x, y)
     xe, ye = _beta_vae_points(dataset, represent, rng, batch_size, num_eval, encode_batch)
-    return {'train_accuracy': float(np.mean(model.predict(x) == y)), 'eval_accuracy': float(model.score(xe, ye))}
+    return {'train_accuracy': float(np.mean(model.predict(x) == y)),
+            'eval_accuracy': float(model.score(xe, ye))}
 
 # %% ../nbs/09a_metrics.ipynb #37c7f533
-def _factor_vae_votes(dataset, represent, rng, batch_size, num_points, global_var, active, encode_batch):
+def _factor_vae_votes(dataset, represent, rng, batch_size, num_points, global_var, active,
+                      encode_batch):
+    "The (K, D) votes of `num_points` fixed-factor batches for their least-varying active code."
     def draw():
         k = rng.randint(len(dataset.factor_sizes))
         f = dataset.sample_factors(batch_size, rng)
         f[:, k] = f[0, k]
         return k, f
     ks, z = _per_point(dataset, represent, num_points, draw, encode_batch, batch_size)
-    code = np.flatnonzero(active)[np.argmin(z.var(1, ddof=1)[:, active] / global_var[active], axis=1)]
+    relative = z.var(1, ddof=1)[:, active] / global_var[active]
+    code = np.flatnonzero(active)[np.argmin(relative, axis=1)]
     votes = np.zeros((len(dataset.factor_sizes), z.shape[2]), np.int64)
     np.add.at(votes, (ks, code), 1)
     return votes
 
+# %% ../nbs/09a_metrics.ipynb #0154a2fc
 def factor_vae_score(
     dataset, # ground-truth dataset (`factor_sizes`, `sample_factors`, `images_from_factors`)
     represent:Callable, # images (n, C, H, W) -> codes (n, D)
@@ -446,9 +539,10 @@ def factor_vae_score(
     seed:int=0, # seed of the random state
     encode_batch:int=4096, # images per call of `represent`
 )->dict: # train_accuracy, eval_accuracy, num_active_dims
-    "FactorVAE score: accuracy of a majority-vote classifier from the least-varying code to the fixed factor."
+    "FactorVAE score: accuracy of a majority vote from the least-varying code to the fixed factor."
     rng = np.random.RandomState(seed)
-    global_var = _encode(dataset, represent, dataset.sample_factors(num_variance_estimate, rng), encode_batch).var(0, ddof=1)
+    points = dataset.sample_factors(num_variance_estimate, rng)
+    global_var = _encode(dataset, represent, points, encode_batch).var(0, ddof=1)
     active = np.sqrt(global_var) >= prune_threshold
     if not active.any(): return {'train_accuracy': 0., 'eval_accuracy': 0., 'num_active_dims': 0}
     args = (global_var, active, encode_batch)
@@ -456,14 +550,15 @@ def factor_vae_score(
     classifier, cols = train.argmax(0), np.arange(train.shape[1])
     ev = _factor_vae_votes(dataset, represent, rng, batch_size, num_eval, *args)
     return {'train_accuracy': float(train[classifier, cols].sum() / train.sum()),
-            'eval_accuracy': float(ev[classifier, cols].sum() / ev.sum()), 'num_active_dims': int(active.sum())}
+            'eval_accuracy': float(ev[classifier, cols].sum() / ev.sum()),
+            'num_active_dims': int(active.sum())}
 
 # %% ../nbs/09a_metrics.ipynb #6d8ae1e2
 def metric_suite(
     codes, # (N, D) train codes
     factors, # (N, K) train factor classes
-    codes_test=None, # (M, D) test codes; None splits `codes` (first 90% train)
-    factors_test=None, # (M, K) test factor classes
+    codes_test:np.ndarray|None=None, # (M, D) test codes; None splits `codes` (first 90% train)
+    factors_test:np.ndarray|None=None, # (M, K) test factor classes
     dci_estimator:DCIEstimator='fast', # DCI estimator (see `dci`)
     train_fraction:float=0.9, # dlib split of a single pair
     n_jobs:int=1, # processes for DCI
@@ -472,5 +567,6 @@ def metric_suite(
     "Every array-in metric with dlib's defaults, on one train/test pair."
     x, y, xt, yt = _train_test(codes, factors, codes_test, factors_test, train_fraction)
     return {'mig': mig(x, y), 'dci': dci(x, y, xt, yt, dci_estimator, n_jobs=n_jobs, seed=seed),
-            'sap': sap(x, y, xt, yt, seed=seed), 'modularity_explicitness': modularity_explicitness(x, y, xt, yt),
+            'sap': sap(x, y, xt, yt, seed=seed),
+            'modularity_explicitness': modularity_explicitness(x, y, xt, yt),
             'irs': irs(x, y), 'unsupervised': unsupervised_scores(x)}
