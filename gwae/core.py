@@ -312,7 +312,10 @@ def describe_config(
 # %% ../nbs/00_core.ipynb #1ea96686
 class ConfigTable:
     "The fields of a `Config` class as a table: name, type, default and help; shown as Markdown."
-    def __init__(self, cls:type): self.cls, self.rows = cls, describe_config(cls)
+    def __init__(self,
+                 cls:type, # a `Config` subclass
+                ):
+        self.cls, self.rows = cls, describe_config(cls)
     def __repr__(self)->str:
         return '\n'.join(f"{k}: {tp} = {d!r}  # {h}" for k, tp, d, h in self.rows)
     def _repr_markdown_(self)->str:
