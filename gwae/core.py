@@ -13,6 +13,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import numpy as np
 import torch
 import yaml
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['DEVICE_ENV', 'seed_everything', 'default_device', 'param', 'ConfigLoader', 'load_yaml', 'Config', 'parse_overrides',
@@ -21,10 +22,11 @@ __all__ = ['DEVICE_ENV', 'seed_everything', 'default_device', 'param', 'ConfigLo
 # %% ../nbs/00_core.ipynb #3a77150c
 def seed_everything(
     seed:int, # any integer in [0, 2**32)
-    deterministic:bool=False, # also force deterministic algorithms (slower on GPU; needed for bit-exact resume there)
+    deterministic:bool=False, # force deterministic algorithms (slower; for bit-exact GPU runs)
 )->int:
-    "Seed `random`, NumPy and torch (all devices); optionally make torch's algorithms deterministic."
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+    "Seed `random`, NumPy and torch (all devices); optionally make torch deterministic."
+    is_int = isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)
+    if not is_int or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
     seed = int(seed)
     random.seed(seed)
@@ -41,21 +43,26 @@ def seed_everything(
 DEVICE_ENV = 'GWAE_DEVICE'
 
 def _usable(device:torch.device)->bool:
+    "Whether torch can compute on `device` on this machine."
     if device.type == 'cpu': return True
-    if device.type == 'cuda': return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
+    if device.type == 'cuda':
+        return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()
     if device.type == 'mps': return torch.backends.mps.is_available()
     return False
 
 def default_device(
-    override:str|None=None, # device string; `None` reads the `GWAE_DEVICE` environment variable, then auto-detects
+    override:str|None=None, # a device string; `None`: `$GWAE_DEVICE`, else auto-detect
 )->torch.device:
     "The device to compute on: `override`, else `$GWAE_DEVICE`, else CUDA, then MPS, then CPU."
     name = override or os.environ.get(DEVICE_ENV)
     if name:
+        source = 'argument' if override else DEVICE_ENV
         try: device = torch.device(name)
-        except RuntimeError as e: raise ValueError(f"unknown device {name!r} (from {'argument' if override else DEVICE_ENV}): {e}") from None
+        except RuntimeError as e:
+            raise ValueError(f"unknown device {name!r} (from {source}): {e}") from None
         if not _usable(device):
-            raise ValueError(f"device {name!r} is not available on this machine; use 'cpu' or unset {DEVICE_ENV}")
+            raise ValueError(f"device {name!r} is not available on this machine; "
+                             f"use 'cpu' or unset {DEVICE_ENV}")
         return device
     if torch.cuda.is_available(): return torch.device('cuda')
     if torch.backends.mps.is_available(): return torch.device('mps')
@@ -66,7 +73,10 @@ def param(
     default:Any, # the default value (a `list`/`dict`/`Config` default is copied per instance)
     help:str='', # one line shown by the CLI and in errors
     *,
-    ge:float|None=None, gt:float|None=None, le:float|None=None, lt:float|None=None, # numeric bounds
+    ge:float|None=None, # lower bound, inclusive
+    gt:float|None=None, # lower bound, exclusive
+    le:float|None=None, # upper bound, inclusive
+    lt:float|None=None, # upper bound, exclusive
 ):
     "A config field with a default, a help text and optional numeric bounds."
     meta = dict(help=help, ge=ge, gt=gt, le=le, lt=lt)
@@ -79,52 +89,71 @@ def param(
 class ConfigLoader(yaml.SafeLoader):
     "`yaml.SafeLoader` that also reads exponent floats without a dot (`1e-4`) as floats."
 
-_FLOAT = r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-ConfigLoader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(_FLOAT), list('-+0123456789.'))
+_FLOAT = (r'^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?'  # 1.5, 1., 2.5e-3
+          r'|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+'                   # 3e-4: the form YAML 1.1 misses
+          r'|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?'                 # .5
+          r'|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$')        # infinities and NaN
+ConfigLoader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(_FLOAT),
+                                   list('-+0123456789.'))  # what a float can start with
 
-def load_yaml(text:str):
+def load_yaml(
+    text:str, # YAML text
+):
     "Parse YAML text into plain Python data with `ConfigLoader`."
     return yaml.load(text, Loader=ConfigLoader)
 
+# %% ../nbs/00_core.ipynb #d149b447
+_BOUNDS = {'ge': (lambda v, b: v >= b, '>='), 'gt': (lambda v, b: v > b, '>'),
+           'le': (lambda v, b: v <= b, '<='), 'lt': (lambda v, b: v < b, '<')}
+
+def _check_bounds(value, meta, where):
+    "Raise a `ValueError` naming `where` if the number `value` breaks a bound in `meta`."
+    if not isinstance(value, (int, float)) or isinstance(value, bool): return
+    for key, (ok, word) in _BOUNDS.items():
+        b = meta.get(key)
+        if b is not None and not ok(value, b):
+            raise ValueError(f"{where} must be {word} {b}, got {value!r}")
+
+class Config:
+    "Base for validated dataclass configs that round-trip through YAML."
+    def __post_init__(self):
+        hints = get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            where = f"{type(self).__name__}.{f.name}"
+            value = _coerce(getattr(self, f.name), hints[f.name], where)
+            _check_bounds(value, f.metadata, where)
+            object.__setattr__(self, f.name, value)
+
+    @classmethod
+    def field_names(cls)->list[str]:
+        "The names of the fields, in declaration order."
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls,
+                  d:dict, # settings, as read from YAML
+                  where:str|None=None, # how errors name the config; `None`: the class name
+                 ):
+        "Build from a plain dict (as read from YAML); unknown keys are an error with a suggestion."
+        where = where or cls.__name__
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected a mapping of settings, got {type(d).__name__}")
+        known = cls.field_names()
+        for k in d:
+            if k not in known:
+                close = difflib.get_close_matches(str(k), known, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+                raise ValueError(f"{where}: unknown key {k!r}; {hint}")
+        return cls(**d)
+
 # %% ../nbs/00_core.ipynb #99b28c53
 def _type_name(tp)->str:
+    "How messages name the type `tp`."
     if get_origin(tp) is Literal: return 'one of ' + ', '.join(map(repr, get_args(tp)))
     return getattr(tp, '__name__', None) or str(tp).replace('typing.', '')
 
-def _coerce(value, tp, where:str):
-    "Return `value` converted to type `tp`, or raise a `ValueError` naming `where`."
-    origin, args = get_origin(tp), get_args(tp)
-    def fail(): raise ValueError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
-    if tp is Any: return value
-    if origin is Literal:
-        if value in args: return value
-        close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
-        raise ValueError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}"
-                         + (f"; did you mean {close[0]!r}?" if close else ''))
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args: return None
-        errors = []
-        for a in args:
-            if a is type(None): continue
-            try: return _coerce(value, a, where)
-            except ValueError as e: errors.append(e)
-        fail()
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)): fail()
-        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(args) != len(value): raise ValueError(f"{where}: expected {len(args)} items, got {len(value)}")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        item = args[0] if args else Any
-        out = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(out) if origin is tuple else out
-    if origin is dict:
-        if not isinstance(value, dict): fail()
-        kt, vt = args or (Any, Any)
-        return {_coerce(k, kt, f"{where} key"): _coerce(v, vt, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(tp, type) and issubclass(tp, Config):
-        if isinstance(value, tp): return value
-        if isinstance(value, dict): return tp.from_dict(value, where=where)
-        fail()
+def _coerce_scalar(value, tp, fail):
+    "`value` as the scalar or class type `tp`, calling `fail()` when it is not one."
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)): fail()
         return float(value)
@@ -142,104 +171,129 @@ def _coerce(value, tp, where:str):
         fail()
     return value
 
-# %% ../nbs/00_core.ipynb #d149b447
-class Config:
-    "Base for validated dataclass configs that round-trip through YAML."
-    def __post_init__(self):
-        hints = get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            where = f"{type(self).__name__}.{f.name}"
-            value = _coerce(getattr(self, f.name), hints[f.name], where)
-            _check_bounds(value, f.metadata, where)
-            object.__setattr__(self, f.name, value)
+# %% ../nbs/00_core.ipynb #027161e2
+def _coerce(value, tp, where:str):
+    "Return `value` converted to type `tp`, or raise a `ValueError` naming `where`."
+    origin, args = get_origin(tp), get_args(tp)
+    def fail():
+        got = f"{value!r} ({type(value).__name__})"
+        raise ValueError(f"{where}: expected {_type_name(tp)}, got {got}")
+    if tp is Any: return value
+    if origin is Literal:
+        if value in args: return value
+        close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+        raise ValueError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}"
+                         + (f"; did you mean {close[0]!r}?" if close else ''))
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args: return None
+        for a in args:
+            if a is type(None): continue
+            try: return _coerce(value, a, where)
+            except ValueError: pass
+        fail()
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)): fail()
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(value):
+                raise ValueError(f"{where}: expected {len(args)} items, got {len(value)}")
+            items = enumerate(zip(value, args))
+            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in items)
+        item = args[0] if args else Any
+        out = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict): fail()
+        kt, vt = args or (Any, Any)
+        return {_coerce(k, kt, f"{where} key"): _coerce(v, vt, f"{where}[{k!r}]")
+                for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, Config):
+        if isinstance(value, tp): return value
+        if isinstance(value, dict): return tp.from_dict(value, where=where)
+        fail()
+    return _coerce_scalar(value, tp, fail)
 
-    @classmethod
-    def field_names(cls)->list[str]: return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def from_dict(cls, d:dict, where:str|None=None):
-        "Build from a plain dict (as read from YAML); unknown keys are an error with a suggestion."
-        where = where or cls.__name__
-        if not isinstance(d, dict): raise ValueError(f"{where}: expected a mapping of settings, got {type(d).__name__}")
-        known = cls.field_names()
-        for k in d:
-            if k not in known:
-                close = difflib.get_close_matches(str(k), known, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
-                raise ValueError(f"{where}: unknown key {k!r}; {hint}")
-        return cls(**d)
-
-    def to_dict(self)->dict:
-        "Plain Python types only (lists for tuples, str for paths), ready for `yaml.safe_dump` or JSON."
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    def to_yaml(self, path:str|Path|None=None)->str:
-        "The config as YAML text; also written to `path` if given."
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
-        if path is not None: Path(path).write_text(text)
-        return text
-
-    @classmethod
-    def from_yaml(cls, src:str|Path):
-        "Load from a YAML file path or YAML text with the safe `ConfigLoader` (never executes tags)."
-        is_file = isinstance(src, Path) or ('\n' not in src and ':' not in src)
-        if is_file:
-            p = Path(src)
-            if not p.exists(): raise FileNotFoundError(f"config file not found: {p}")
-            text, where = p.read_text(), f"{cls.__name__} ({p})"
-        else: text, where = src, cls.__name__
-        try: d = load_yaml(text)
-        except yaml.YAMLError as e: raise ValueError(f"{where}: not valid YAML: {e}") from None
-        return cls.from_dict(d or {}, where=where)
-
-    def replace(self, **changes):
-        "A validated copy with `changes` applied."
-        return type(self).from_dict({**self.to_dict(), **changes})
-
-def _check_bounds(value, meta, where):
-    if not isinstance(value, (int, float)) or isinstance(value, bool): return
-    for key, ok, word in (('ge', lambda v, b: v >= b, '>='), ('gt', lambda v, b: v > b, '>'),
-                          ('le', lambda v, b: v <= b, '<='), ('lt', lambda v, b: v < b, '<')):
-        b = meta.get(key)
-        if b is not None and not ok(value, b): raise ValueError(f"{where} must be {word} {b}, got {value!r}")
-
+# %% ../nbs/00_core.ipynb #b075f0cf
 def _plain(v):
+    "`v` with configs, tuples and paths replaced by dicts, lists and strings."
     if isinstance(v, Config): return v.to_dict()
     if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
     if isinstance(v, dict): return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, Path): return str(v)
     return v
 
+@patch
+def to_dict(self:Config)->dict:
+    "Plain Python types only (lists for tuples, str for paths), ready for `yaml.safe_dump` or JSON."
+    return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+# %% ../nbs/00_core.ipynb #269dd472
+@patch
+def to_yaml(self:Config,
+            path:str|Path|None=None, # also write the text to this file
+           )->str:
+    "The config as YAML text; also written to `path` if given."
+    text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+    if path is not None: Path(path).write_text(text)
+    return text
+
+@patch(cls_method=True)
+def from_yaml(cls:Config,
+              src:str|Path, # a YAML file path, or YAML text (anything with a newline or a colon)
+             ):
+    "Load from a YAML file path or YAML text with the safe `ConfigLoader` (never executes tags)."
+    is_file = isinstance(src, Path) or ('\n' not in src and ':' not in src)
+    if is_file:
+        p = Path(src)
+        if not p.exists(): raise FileNotFoundError(f"config file not found: {p}")
+        text, where = p.read_text(), f"{cls.__name__} ({p})"
+    else: text, where = src, cls.__name__
+    try: d = load_yaml(text)
+    except yaml.YAMLError as e: raise ValueError(f"{where}: not valid YAML: {e}") from None
+    return cls.from_dict(d or {}, where=where)
+
+# %% ../nbs/00_core.ipynb #ab9ec6c3
+@patch
+def replace(self:Config,
+            **changes, # field names and their new values
+           ):
+    "A validated copy with `changes` applied."
+    return type(self).from_dict({**self.to_dict(), **changes})
+
 # %% ../nbs/00_core.ipynb #19af6229
 def parse_overrides(
     assignments:list[str], # items of the form `key.sub=value`
 )->dict:
-    "Turn `['a.b=1', 'c=x']` into the nested dict `{'a': {'b': 1}, 'c': 'x'}`, values parsed as YAML."
+    "Parse `['a.b=1', 'c=x']` into `{'a': {'b': 1}, 'c': 'x'}`, each value read as YAML."
     out = {}
     for item in assignments:
         key, sep, raw = item.partition('=')
-        if not sep or not key.strip(): raise ValueError(f"override {item!r} must look like key=value (e.g. model.z_dim=16)")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} must look like key=value (e.g. model.z_dim=16)")
         try: value = load_yaml(raw) if raw.strip() else ''
-        except yaml.YAMLError as e: raise ValueError(f"override {item!r}: value is not valid YAML: {e}") from None
+        except yaml.YAMLError as e:
+            raise ValueError(f"override {item!r}: value is not valid YAML: {e}") from None
         node, parts = out, key.strip().split('.')
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-            if not isinstance(node, dict): raise ValueError(f"override {item!r} conflicts with an earlier override of {p!r}")
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r} conflicts with an earlier override of {p!r}")
         node[parts[-1]] = value
     return out
 
+# %% ../nbs/00_core.ipynb #b8a7c8b7
 def _merge(base:dict, changes:dict)->dict:
+    "`base` updated with `changes`, nested dicts merged key by key."
     out = dict(base)
     for k, v in changes.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
-@typing.no_type_check
-def _override(self:Config, assignments:list[str]):
+@patch
+def override(self:Config,
+             assignments:list[str], # dotted `key=value` items, as given to `--set`
+            ):
     "A validated copy with dotted `key=value` assignments applied."
     return type(self).from_dict(_merge(self.to_dict(), parse_overrides(assignments)))
-
-Config.override = _override
 
 # %% ../nbs/00_core.ipynb #76ad9dc2
 def describe_config(
@@ -258,23 +312,30 @@ def describe_config(
 # %% ../nbs/00_core.ipynb #1ea96686
 class ConfigTable:
     "The fields of a `Config` class as a table: name, type, default and help; shown as Markdown."
-    def __init__(self, cls:type): self.cls, self.rows = cls, describe_config(cls)
-    def __repr__(self)->str: return '\n'.join(f"{k}: {tp} = {d!r}  # {h}" for k, tp, d, h in self.rows)
+    def __init__(self,
+                 cls:type, # a `Config` subclass
+                ):
+        self.cls, self.rows = cls, describe_config(cls)
+    def __repr__(self)->str:
+        return '\n'.join(f"{k}: {tp} = {d!r}  # {h}" for k, tp, d, h in self.rows)
     def _repr_markdown_(self)->str:
         esc = lambda s: str(s).replace('|', '\\|')
         rows = [f"| `{k}` | {esc(tp)} | `{esc(repr(d))}` | {esc(h)} |" for k, tp, d, h in self.rows]
-        return '\n'.join([f"**{self.cls.__name__}**", '', '| field | type | default | help |', '|---|---|---|---|', *rows])
+        head = [f"**{self.cls.__name__}**", '', '| field | type | default | help |',
+                '|---|---|---|---|']
+        return '\n'.join(head + rows)
 
 def config_table(
     cls:type, # a `Config` subclass
 )->ConfigTable:
     "The fields of `cls` (nested configs expanded) as a table for notebooks and the docs."
-    if not (isinstance(cls, type) and issubclass(cls, Config)): raise ValueError(f"config_table needs a Config class, got {cls!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Config)):
+        raise ValueError(f"config_table needs a Config class, got {cls!r}")
     return ConfigTable(cls)
 
 # %% ../nbs/00_core.ipynb #4a217872
 class Registry(dict):
-    "Names mapped to entries (models, datasets), with aliases and errors that suggest the closest name."
+    "Names mapped to entries (models, datasets), with aliases; errors suggest the closest name."
     def __init__(self, kind:str): # what the entries are, for messages: 'model', 'dataset', ...
         super().__init__()
         self.kind, self.aliases = kind, {}
@@ -289,11 +350,14 @@ class Registry(dict):
         self.aliases.update({a: name for a in aliases})
         return entry
 
-    def canonical(self, name:str)->str:
+    def canonical(self,
+                  name:str, # a registered name or one of its aliases
+                 )->str:
         "The registered name of `name`: itself, or the name it is an alias of."
         if name in self: return name
         if name in self.aliases: return self.aliases[name]
         known = sorted(self)
         close = difflib.get_close_matches(str(name), known + sorted(self.aliases), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ''
-        raise ValueError(f"unknown {self.kind} {name!r}; {hint}known: {', '.join(known) or 'none registered'}")
+        listed = ', '.join(known) or 'none registered'
+        raise ValueError(f"unknown {self.kind} {name!r}; {hint}known: {listed}")

@@ -14,22 +14,25 @@ import torch
 from torch import Tensor, nn
 
 # %% auto #0
-__all__ = ['pairwise_distances', 'gw_distortion', 'latent_scale', 'GWDistortion', 'pot_gw', 'coupling_distortion']
+__all__ = ['pairwise_distances', 'gw_distortion', 'latent_scale', 'GWDistortion', 'coupling_distortion', 'pot_gw']
 
 # %% ../nbs/01_gw.ipynb #e1548f61
-_RECHECK = 2.0**10  # pairs with squared distance below _RECHECK·eps·√P·(|x_i|² + |x_j|²) are recomputed directly
+# pairs with squared distance below _RECHECK·eps·√P·(|x_i|² + |x_j|²) are recomputed directly
+_RECHECK = 2.0**10
 
 def pairwise_distances(
     x:Tensor, # (B, ...) points; all trailing dimensions are flattened into one vector per point
 )->Tensor: # (B, B) Euclidean distances, exactly zero on the diagonal and between repeated points
-    "Euclidean distance matrix: centred Gram form, close pairs recomputed from direct differences; zero gradient at zero."
-    if x.ndim < 2: raise ValueError(f"pairwise_distances needs a batch of points of shape (B, ...), got shape {tuple(x.shape)}")
+    "Euclidean distances: centred Gram form, close pairs recomputed directly; zero gradient at 0."
+    if x.ndim < 2:
+        raise ValueError(f"pairwise_distances needs a batch of points of shape (B, ...), "
+                         f"got shape {tuple(x.shape)}")
     x = x.flatten(1)
     centred = x - x.mean(0, keepdim=True).detach()
     sq_norms = centred.square().sum(1)
     norm_sums = sq_norms[:, None] + sq_norms[None, :]
     gram = centred @ centred.T
-    sq = norm_sums - (gram + gram.T)  # symmetrised: BLAS blocking makes x @ x.T only nearly symmetric
+    sq = norm_sums - (gram + gram.T)  # symmetrised: BLAS blocking makes x @ x.T only nearly so
     cutoff = _RECHECK * torch.finfo(x.dtype).eps * math.sqrt(x.shape[1])
     close = (sq <= cutoff * norm_sums).detach()
     far = ~close
@@ -47,9 +50,10 @@ def gw_distortion(
     dx:Tensor, # (B, B) distances in the second space, same pairing of points
     p:float=1, # exponent of the distortion; 1 is GWAE's, 2 is the square loss
 )->Tensor: # scalar mean over all B*B ordered pairs of |dz - dx|**p
-    "Distortion of the identity pairing between two distance matrices: `mean |dz - dx|**p` over all ordered pairs."
+    "Distortion of the identity pairing of two distance matrices: `mean |dz - dx|**p`."
     if dz.shape != dx.shape or dz.ndim != 2 or dz.shape[0] != dz.shape[1]:
-        raise ValueError(f"gw_distortion needs two (B, B) distance matrices of the same shape, got {tuple(dz.shape)} and {tuple(dx.shape)}")
+        raise ValueError(f"gw_distortion needs two (B, B) distance matrices of the same shape, "
+                         f"got {tuple(dz.shape)} and {tuple(dx.shape)}")
     if not p >= 1: raise ValueError(f"gw_distortion needs an exponent p >= 1, got p={p}")
     diff = (dz - dx).abs()
     return (diff if p == 1 else diff.pow(p)).mean()
@@ -58,19 +62,22 @@ def gw_distortion(
 def latent_scale(
     z:Tensor, # (B, L) latent codes, B >= 2
 )->Tensor: # scalar: mean over dimensions of the (unbiased) batch standard deviation, at least 1e-8
-    "GWAE's latent scale `s`: per-dimension batch std averaged over dimensions, clamped at 1e-8; not detached."
-    if z.ndim != 2 or z.shape[0] < 2: raise ValueError(f"latent_scale needs codes of shape (B, L) with B >= 2, got {tuple(z.shape)}")
+    "GWAE's latent scale `s`: per-dimension batch std averaged over dimensions, at least 1e-8."
+    if z.ndim != 2 or z.shape[0] < 2:
+        raise ValueError(f"latent_scale needs codes of shape (B, L) with B >= 2, "
+                         f"got {tuple(z.shape)}")
     return z.std(dim=0).mean().clamp(min=1e-8)
 
 # %% ../nbs/01_gw.ipynb #c3e0230d
 class GWDistortion(nn.Module):
-    "Estimated GW distortion `mean |c/s * D^Z - D^X|**p` of a batch of paired (latent, data) points; holds `log c`."
+    "Estimated distortion `mean |c/s * D^Z - D^X|**p` of (latent, data) pairs; holds `log c`."
     def __init__(self,
                  coef_init:float=2.5, # initial latent distance coefficient c0 (official 2.5)
                  p:float=1, # exponent of the distortion (official 1)
                 ):
         super().__init__()
-        if not coef_init > 0: raise ValueError(f"coef_init must be positive (it is stored as log c), got {coef_init}")
+        if not coef_init > 0:
+            raise ValueError(f"coef_init must be positive (it is stored as log c), got {coef_init}")
         if not p >= 1: raise ValueError(f"p must be >= 1, got {p}")
         self.p = p
         self.log_coef = nn.Parameter(torch.tensor(math.log(coef_init)))
@@ -85,7 +92,9 @@ class GWDistortion(nn.Module):
                           x:Tensor, # (B, ...) data points paired with `z` row by row
                          )->tuple[Tensor, Tensor]: # (c/s * D^Z, D^X)
         "The scaled latent and the data distance matrices."
-        if len(z) != len(x): raise ValueError(f"z and x must pair row by row, got {len(z)} latent codes and {len(x)} data points")
+        if len(z) != len(x):
+            raise ValueError(f"z and x must pair row by row, "
+                             f"got {len(z)} latent codes and {len(x)} data points")
         return self.coef / latent_scale(z) * pairwise_distances(z), pairwise_distances(x)
 
     def forward(self,
@@ -94,18 +103,36 @@ class GWDistortion(nn.Module):
                )->Tensor: # scalar distortion
         return gw_distortion(*self.distance_matrices(z, x), p=self.p)
 
-# %% ../nbs/01_gw.ipynb #537a6c08
+# %% ../nbs/01_gw.ipynb #7ff9a9f7
 def _as_numpy(a)->np.ndarray:
+    "`a` (array or tensor) as a float64 NumPy array."
     return (a.detach().cpu().numpy() if isinstance(a, Tensor) else np.asarray(a)).astype(np.float64)
+
+def coupling_distortion(
+    C1, # (n, n) distance matrix of the first space
+    C2, # (m, m) distance matrix of the second space
+    T, # (n, m) coupling (non-negative, sums to 1)
+    p:float=2, # exponent of the distortion
+)->float: # sum_ijkl |C1_ik - C2_jl|**p T_ij T_kl
+    "Distortion of the coupling `T` of two finite spaces, from its definition (small spaces only)."
+    C1, C2, T = _as_numpy(C1), _as_numpy(C2), _as_numpy(T)
+    L = np.abs(C1[:, None, :, None] - C2[None, :, None, :]) ** p
+    return float(np.einsum('ijkl,ij,kl->', L, T, T))
+
+# %% ../nbs/01_gw.ipynb #537a6c08
+def _is_coupling(T:np.ndarray, a:np.ndarray, b:np.ndarray)->bool:
+    "Whether `T` is finite with row sums `a` and column sums `b`, to Sinkhorn's tolerance of 1 %."
+    return (np.isfinite(T).all() and np.allclose(T.sum(1), a, rtol=1e-2, atol=0)
+            and np.allclose(T.sum(0), b, rtol=1e-2, atol=0))
 
 def pot_gw(
     C1, # (n, n) distance matrix of the first space (array or tensor)
     C2, # (m, m) distance matrix of the second space
-    a=None, # (n,) weights of the first space; None is uniform
-    b=None, # (m,) weights of the second space; None is uniform
-    epsilon:float|None=None, # None: exact GW (conditional gradient); > 0: entropic GW with this regularisation
+    a:np.ndarray|Tensor|None=None, # (n,) weights of the first space; None is uniform
+    b:np.ndarray|Tensor|None=None, # (m,) weights of the second space; None is uniform
+    epsilon:float|None=None, # None: exact GW (conditional gradient); > 0: entropic GW, its weight
 )->tuple[float, np.ndarray]: # (square-loss GW value at the coupling, the (n, m) coupling)
-    "Square-loss GW between two finite metric-measure spaces with POT, exact or entropic, in float64."
+    "Square-loss GW of two finite metric-measure spaces with POT, exact or entropic, in float64."
     C1, C2 = _as_numpy(C1), _as_numpy(C2)
     a = ot.unif(len(C1)) if a is None else _as_numpy(a)
     b = ot.unif(len(C2)) if b is None else _as_numpy(b)
@@ -114,18 +141,9 @@ def pot_gw(
     with warnings.catch_warnings(), np.errstate(all='ignore'):
         warnings.simplefilter('ignore')  # a failed Sinkhorn run is reported below as a ValueError
         if epsilon is None: T = ot.gromov.gromov_wasserstein(C1, C2, a, b, 'square_loss')
-        else: T = ot.gromov.entropic_gromov_wasserstein(C1, C2, a, b, 'square_loss', epsilon=epsilon)
-    if not (np.isfinite(T).all() and np.allclose(T.sum(1), a, rtol=1e-2, atol=0) and np.allclose(T.sum(0), b, rtol=1e-2, atol=0)):
-        raise ValueError(f"POT did not produce a valid coupling (epsilon={epsilon}); increase epsilon relative to the distances")
+        else:
+            T = ot.gromov.entropic_gromov_wasserstein(C1, C2, a, b, 'square_loss', epsilon=epsilon)
+    if not _is_coupling(T, a, b):
+        raise ValueError(f"POT did not produce a valid coupling (epsilon={epsilon}); "
+                         "increase epsilon relative to the distances")
     return float(coupling_distortion(C1, C2, T, p=2)), T
-
-def coupling_distortion(
-    C1, # (n, n) distance matrix of the first space
-    C2, # (m, m) distance matrix of the second space
-    T, # (n, m) coupling (non-negative, sums to 1)
-    p:float=2, # exponent of the distortion
-)->float: # sum_ijkl |C1_ik - C2_jl|**p T_ij T_kl
-    "Distortion of coupling `T` between two finite spaces, straight from the definition (small spaces only)."
-    C1, C2, T = _as_numpy(C1), _as_numpy(C2), _as_numpy(T)
-    L = np.abs(C1[:, None, :, None] - C2[None, :, None, :]) ** p
-    return float(np.einsum('ijkl,ij,kl->', L, T, T))

@@ -12,6 +12,7 @@ from typing import Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch import nn, Tensor
 
 from .core import Config, param
@@ -25,12 +26,14 @@ __all__ = ['Likelihood', 'Kernel', 'IMQ_SCALES', 'OptimizerConfig', 'ExtraStep',
            'infovae_rbf_scale', 'mmd']
 
 # %% ../nbs/04_models.ipynb #64e3b9d7
-_OPTIMIZERS = dict(adam=torch.optim.Adam, adamw=torch.optim.AdamW, rmsprop=torch.optim.RMSprop, sgd=torch.optim.SGD)
+_OPTIMIZERS = dict(adam=torch.optim.Adam, adamw=torch.optim.AdamW, rmsprop=torch.optim.RMSprop,
+                   sgd=torch.optim.SGD)
 
 @dataclass
 class OptimizerConfig(Config):
     "A torch optimizer and its hyper-parameters."
-    name: Literal['adam', 'adamw', 'rmsprop', 'sgd'] = param('adam', 'optimizer family (torch implementation)')
+    name: Literal['adam', 'adamw', 'rmsprop', 'sgd'] = param(
+        'adam', 'optimizer family (torch implementation)')
     lr: float = param(1e-4, 'learning rate', gt=0)
     betas: tuple[float, float] = param((0.9, 0.999), 'Adam/AdamW betas')
     eps: float = param(1e-8, 'denominator epsilon (Adam, AdamW, RMSprop)', gt=0)
@@ -38,7 +41,9 @@ class OptimizerConfig(Config):
     momentum: float = param(0.0, 'SGD/RMSprop momentum', ge=0)
     weight_decay: float = param(0.0, 'weight decay', ge=0)
 
-    def build(self, params)->torch.optim.Optimizer:
+    def build(self,
+              params, # the parameters (or parameter groups) to optimise
+             )->torch.optim.Optimizer:
         "The torch optimizer over `params`."
         kw = dict(lr=self.lr, weight_decay=self.weight_decay)
         if self.name in ('adam', 'adamw'): kw.update(betas=self.betas, eps=self.eps)
@@ -49,19 +54,20 @@ class OptimizerConfig(Config):
 # %% ../nbs/04_models.ipynb #40351a58
 @dataclass(eq=False)
 class ExtraStep:
-    "An extra network the model trains after each main step: `n_steps` updates of `params` on `loss(x)['loss']`."
+    "A network trained after each main step: `n_steps` updates of `params` on `loss(x)['loss']`."
     name: str # key for logs and checkpoints, e.g. 'critic'
     params: list # the parameters this optimizer owns (disjoint from the main ones)
     optimizer: OptimizerConfig # how to build its optimizer
-    loss: Callable[[Tensor], dict] # batch -> dict with a scalar 'loss' to minimise, plus named terms to log
+    loss: Callable[[Tensor], dict] # batch -> dict: a scalar 'loss' to minimise, named terms to log
     n_steps: int = 1 # updates per main step
 
     def __post_init__(self):
         self.params = list(self.params)
         if not self.params: raise ValueError(f"extra step {self.name!r} has no parameters")
-        if self.n_steps < 1: raise ValueError(f"extra step {self.name!r}: n_steps must be >= 1, got {self.n_steps}")
+        if self.n_steps < 1:
+            raise ValueError(f"extra step {self.name!r}: n_steps must be >= 1, got {self.n_steps}")
 
-# %% ../nbs/04_models.ipynb #41e4ad44
+# %% ../nbs/04_models.ipynb #66aa4468
 def reparameterize(
     mu:Tensor, # (N, D) means
     logvar:Tensor, # (N, D) log-variances
@@ -69,66 +75,115 @@ def reparameterize(
     "Draw $z = \\mu + \\sigma\\epsilon$, $\\epsilon\\sim\\mathcal N(0, I)$, differentiably."
     return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
+# %% ../nbs/04_models.ipynb #41e4ad44
 class RepresentationModel(nn.Module):
-    "Base class of every model: encode, embed, decode, reconstruct, sample, loss, and declared extra optimizers."
+    "Base class of every model: encode, embed, decode, reconstruct, sample, loss, extra optimizers."
     z_dim: int
-    config_cls: type|None = None # the model's `Config` subclass: models are built as `Model(x_shape, cfg, **changes)`
+    config_cls: type|None = None # the model's `Config` subclass; `Model(x_shape, cfg, **changes)`
     optimizer: OptimizerConfig = OptimizerConfig()
     step: int = 0
 
     def __init__(self,
-                 x_shape:Sequence[int]|None=None, # shape of one data item: (C, H, W) images or (D,) vectors
-                 cfg:Config|dict|None=None, # the model's config (an instance of `config_cls`, or a dict of its fields)
+                 x_shape:Sequence[int]|None=None, # shape of one data item: (C, H, W) or (D,)
+                 cfg:Config|dict|None=None, # a `config_cls` instance, or a dict of its fields
                  **changes): # config fields to override
         super().__init__()
         self.x_shape = None if x_shape is None else tuple(int(s) for s in x_shape)
         if self.config_cls is None:
-            if cfg is not None or changes: raise ValueError(f"{type(self).__name__} has no config_cls, so it takes no settings")
+            if cfg is not None or changes:
+                raise ValueError(f"{type(self).__name__} has no config_cls, "
+                                 "so it takes no settings")
             return
         if isinstance(cfg, dict): cfg = self.config_cls.from_dict(cfg)
         cfg = self.config_cls() if cfg is None else cfg
         if not isinstance(cfg, self.config_cls):
-            raise ValueError(f"{type(self).__name__} needs a {self.config_cls.__name__}, got {type(cfg).__name__}")
+            raise ValueError(f"{type(self).__name__} needs a {self.config_cls.__name__}, "
+                             f"got {type(cfg).__name__}")
         self.cfg = cfg.replace(**changes) if changes else cfg
 
-    def encode(self, x:Tensor)->tuple[Tensor, Tensor|None]: raise NotImplementedError
-    def decode(self, z:Tensor)->Tensor: raise NotImplementedError
-    def loss(self, x:Tensor)->dict: raise NotImplementedError
+    def encode(self,
+               x:Tensor, # (N, ...) data
+              )->tuple[Tensor, Tensor|None]:
+        "`(mu, logvar)` of the codes of `x`, each (N, z_dim); `logvar` is `None` if deterministic."
+        raise NotImplementedError
 
-    def embed(self, x:Tensor, sample:bool=False)->Tensor:
-        "The representation of `x`: the encoder mean, or a reparameterised sample if `sample`."
-        mu, logvar = self.encode(x)
-        return reparameterize(mu, logvar) if sample and logvar is not None else mu
+    def decode(self,
+               z:Tensor, # (N, z_dim) codes
+              )->Tensor:
+        "Images (or vectors) in [0, 1] for the codes `z`."
+        raise NotImplementedError
 
-    def reconstruct(self, x:Tensor, sample:bool=False)->Tensor:
-        "Decode the representation of `x`."
-        return self.decode(self.embed(x, sample))
+    def loss(self,
+             x:Tensor, # one batch
+            )->dict:
+        "Scalar terms on batch `x`: `'loss'` for the main optimizer to minimise, and terms to log."
+        raise NotImplementedError
 
-    def prior_sample(self, n:int)->Tensor:
-        "`n` codes from the prior; $\\mathcal N(0, I)$ unless a model learns its own."
-        return torch.randn(n, self.z_dim, device=self.device)
+# %% ../nbs/04_models.ipynb #b073b4e5
+@patch
+def embed(self:RepresentationModel,
+          x:Tensor, # (N, ...) data
+          sample:bool=False, # draw a reparameterised sample instead of taking the mean
+         )->Tensor:
+    "The representation of `x`: the encoder mean, or a reparameterised sample if `sample`."
+    mu, logvar = self.encode(x)
+    return reparameterize(mu, logvar) if sample and logvar is not None else mu
 
-    def sample(self, n:int)->Tensor:
-        "`n` images generated from the prior."
-        return self.decode(self.prior_sample(n))
+@patch
+def reconstruct(self:RepresentationModel,
+                x:Tensor, # (N, ...) data
+                sample:bool=False, # decode a sampled code instead of the mean
+               )->Tensor:
+    "Decode the representation of `x`."
+    return self.decode(self.embed(x, sample))
 
-    def anomaly_score(self, x:Tensor)->Tensor:
-        "Out-of-distribution score per item (higher = more anomalous)."
-        raise NotImplementedError(f"{type(self).__name__} has no natural anomaly score")
+# %% ../nbs/04_models.ipynb #3ba252a3
+@patch
+def prior_sample(self:RepresentationModel,
+                 n:int, # number of codes
+                )->Tensor:
+    "`n` codes from the prior; $\\mathcal N(0, I)$ unless a model learns its own."
+    return torch.randn(n, self.z_dim, device=self.device)
 
-    def extra_steps(self)->list[ExtraStep]: return []
+@patch
+def sample(self:RepresentationModel,
+           n:int, # number of images
+          )->Tensor:
+    "`n` images generated from the prior."
+    return self.decode(self.prior_sample(n))
 
-    def main_parameters(self)->list[nn.Parameter]:
-        "Parameters of the main optimizer: all those not owned by an extra step."
-        owned = {id(p) for s in self.extra_steps() for p in s.params}
-        return [p for p in self.parameters() if id(p) not in owned]
+# %% ../nbs/04_models.ipynb #44e02281
+@patch
+def anomaly_score(self:RepresentationModel,
+                  x:Tensor, # (N, ...) data
+                 )->Tensor:
+    "Out-of-distribution score per item (higher = more anomalous)."
+    raise NotImplementedError(f"{type(self).__name__} has no natural anomaly score")
 
-    def set_step(self, step:int): self.step = step
+# %% ../nbs/04_models.ipynb #520501d0
+@patch
+def extra_steps(self:RepresentationModel)->list[ExtraStep]:
+    "The extra networks trained after each main step (critics, discriminators); none by default."
+    return []
 
-    @property
-    def device(self)->torch.device:
-        p = next(self.parameters(), None)
-        return p.device if p is not None else torch.device('cpu')
+@patch
+def main_parameters(self:RepresentationModel)->list[nn.Parameter]:
+    "Parameters of the main optimizer: all those not owned by an extra step."
+    owned = {id(p) for s in self.extra_steps() for p in s.params}
+    return [p for p in self.parameters() if id(p) not in owned]
+
+@patch
+def set_step(self:RepresentationModel,
+             step:int, # the global step of the coming main update
+            ):
+    "Record the global step for schedules, which read `self.step`."
+    self.step = step
+
+@patch(as_prop=True)
+def device(self:RepresentationModel)->torch.device:
+    "The device of the model's parameters (the CPU for a model without any)."
+    p = next(self.parameters(), None)
+    return p.device if p is not None else torch.device('cpu')
 
 # %% ../nbs/04_models.ipynb #b414e500
 def _check_terms(
@@ -138,31 +193,48 @@ def _check_terms(
     "Assert `terms` has the key 'loss' and that every term is a finite scalar tensor."
     if 'loss' not in terms: raise AssertionError(f"{what} must return a dict with the key 'loss'")
     for k, v in terms.items():
-        if not (torch.is_tensor(v) and v.dim() == 0): raise AssertionError(f"{what}: term {k!r} is not a scalar tensor")
-        if not torch.isfinite(v): raise AssertionError(f"{what}: term {k!r} is not finite: {v.item()}")
+        if not (torch.is_tensor(v) and v.dim() == 0):
+            raise AssertionError(f"{what}: term {k!r} is not a scalar tensor")
+        if not torch.isfinite(v):
+            raise AssertionError(f"{what}: term {k!r} is not finite: {v.item()}")
 
+def _check_codes(model:RepresentationModel, x:Tensor):
+    "Assert that `encode` and `embed` give (N, z_dim) codes and a log-variance of the same shape."
+    n = len(x)
+    mu, logvar = model.encode(x)
+    if mu.shape != (n, model.z_dim):
+        raise AssertionError(f"encode: mean shape {tuple(mu.shape)}, expected {(n, model.z_dim)}")
+    if logvar is not None and logvar.shape != mu.shape:
+        raise AssertionError(f"encode: logvar shape {tuple(logvar.shape)} != mean shape")
+    for sample in (False, True):
+        if model.embed(x, sample=sample).shape != (n, model.z_dim):
+            raise AssertionError(f"embed(sample={sample}) has the wrong shape")
+
+def _check_images(model:RepresentationModel, x:Tensor):
+    "Assert that reconstructions and samples have the data's shape and lie in [0, 1]."
+    rec, gen = model.reconstruct(x), model.sample(len(x))
+    if rec.shape != x.shape:
+        raise AssertionError(f"reconstruct: shape {tuple(rec.shape)}, expected {tuple(x.shape)}")
+    if gen.shape != x.shape: raise AssertionError("sample(n) does not have the data's shape")
+    for name, images in (('reconstruct', rec), ('sample', gen)):
+        if not (images.min() >= 0 and images.max() <= 1):
+            lo, hi = images.min().item(), images.max().item()
+            raise AssertionError(f"decode leaves [0, 1] in {name}: values in [{lo:.3g}, {hi:.3g}]")
+
+# %% ../nbs/04_models.ipynb #b44c57d3
 def check_model(
     model:RepresentationModel, # the model to check
     x:Tensor, # a small batch of inputs
 )->dict:
     "Assert `model` follows the `RepresentationModel` contract on batch `x`; returns its `loss(x)`."
-    n = len(x)
-    mu, logvar = model.encode(x)
-    if mu.shape != (n, model.z_dim): raise AssertionError(f"encode: mean shape {tuple(mu.shape)}, expected {(n, model.z_dim)}")
-    if logvar is not None and logvar.shape != mu.shape: raise AssertionError(f"encode: logvar shape {tuple(logvar.shape)} != mean shape")
-    for sample in (False, True):
-        if model.embed(x, sample=sample).shape != (n, model.z_dim): raise AssertionError(f"embed(sample={sample}) has the wrong shape")
-    rec, gen = model.reconstruct(x), model.sample(n)
-    if rec.shape != x.shape: raise AssertionError(f"reconstruct: shape {tuple(rec.shape)}, expected {tuple(x.shape)}")
-    if gen.shape != x.shape: raise AssertionError("sample(n) does not have the data's shape")
-    for name, images in (('reconstruct', rec), ('sample', gen)):
-        if not (images.min() >= 0 and images.max() <= 1):
-            raise AssertionError(f"decode leaves [0, 1] in {name}: values in [{images.min().item():.3g}, {images.max().item():.3g}]")
+    _check_codes(model, x)
+    _check_images(model, x)
     out = model.loss(x)
     _check_terms('loss(x)', out)
     main = {id(p) for p in model.main_parameters()}
     for s in model.extra_steps():
-        if main & {id(p) for p in s.params}: raise AssertionError(f"extra step {s.name!r} shares parameters with the main optimizer")
+        if main & {id(p) for p in s.params}:
+            raise AssertionError(f"extra step {s.name!r} shares parameters with the main optimizer")
         _check_terms(f"extra step {s.name!r} loss(x)", s.loss(x))
     return out
 
@@ -184,6 +256,7 @@ def build_optimizers(
     extra = extra_optimizers(model)
     return {'main': model.optimizer.build(model.main_parameters()), **extra}
 
+# %% ../nbs/04_models.ipynb #45fe410f
 def main_update(
     model:RepresentationModel, # the model, in training mode
     opt:torch.optim.Optimizer, # its main optimizer
@@ -200,8 +273,8 @@ def extra_updates(
     model:RepresentationModel, # the model, in training mode
     opts:dict, # from `build_optimizers(model)` or `extra_optimizers(model)`
     x:Tensor, # the batch of the main update
-    on_terms:Callable[[str, dict], None]|None=None, # called with (step name, terms) of each update, before its backward
-    after_backward:Callable[[ExtraStep], None]|None=None, # called with the step after each backward, before the optimizer step
+    on_terms:Callable[[str, dict], None]|None=None, # sees (step name, terms) before each backward
+    after_backward:Callable[[ExtraStep], None]|None=None, # sees the step before each optimizer step
 )->dict: # the last update's terms of each extra step, prefixed by its name (`critic_loss`, ...)
     "Every extra step's `n_steps` updates on `x`, all gradients zeroed before each."
     logs = {}
@@ -216,6 +289,7 @@ def extra_updates(
         logs.update({f'{s.name}_{k}': v.detach() for k, v in out.items()})
     return logs
 
+# %% ../nbs/04_models.ipynb #99ff58d6
 def train_step(
     model:RepresentationModel, # the model, in training mode
     opts:dict, # from `build_optimizers(model)`
@@ -232,7 +306,8 @@ def logit_decoder(
     net = getattr(decoder, 'net', None)
     if isinstance(net, nn.Sequential) and isinstance(net[-1], nn.Sigmoid): decoder.net = net[:-1]
     elif any(isinstance(m, nn.Sigmoid) for m in decoder.modules()):
-        raise ValueError(f"{type(decoder).__name__} has a sigmoid that is not its last `net` layer; cannot expose its logits")
+        raise ValueError(f"{type(decoder).__name__} has a sigmoid that is not its last `net` "
+                         "layer; cannot expose its logits")
     return decoder
 
 def model_nets(
@@ -251,12 +326,14 @@ Likelihood = Literal['gaussian', 'bernoulli']
 def reconstruction_nll(
     logits:Tensor, # (N, ...) decoder logits
     x:Tensor, # (N, ...) data in [0, 1]
-    likelihood:Likelihood='gaussian', # 'gaussian' (σ=1, on sigmoid(logits)) or 'bernoulli' (on logits)
+    likelihood:Likelihood='gaussian', # 'gaussian' (σ=1, on sigmoid(logits)) or 'bernoulli' (logits)
 )->Tensor:
     "Negative log-likelihood of each item, summed over its dimensions: shape (N,)."
-    if logits.shape != x.shape: raise ValueError(f"logits shape {tuple(logits.shape)} != data shape {tuple(x.shape)}")
+    if logits.shape != x.shape:
+        raise ValueError(f"logits shape {tuple(logits.shape)} != data shape {tuple(x.shape)}")
     if likelihood == 'gaussian': nll = 0.5 * (x - torch.sigmoid(logits)).pow(2)
-    elif likelihood == 'bernoulli': nll = F.binary_cross_entropy_with_logits(logits, x, reduction='none')
+    elif likelihood == 'bernoulli':
+        nll = F.binary_cross_entropy_with_logits(logits, x, reduction='none')
     else: raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli', got {likelihood!r}")
     return nll.flatten(1).sum(1)
 
@@ -268,7 +345,8 @@ def gaussian_kl(
     logvar2:Tensor|float=0., # log-variances of p
 )->Tensor:
     "KL(q ‖ p) between diagonal Gaussians, per dimension: shape (N, D)."
-    mu2, logvar2 = torch.as_tensor(mu2, dtype=mu.dtype, device=mu.device), torch.as_tensor(logvar2, dtype=mu.dtype, device=mu.device)
+    like_mu = lambda v: torch.as_tensor(v, dtype=mu.dtype, device=mu.device)
+    mu2, logvar2 = like_mu(mu2), like_mu(logvar2)
     return 0.5 * (logvar2 - logvar + (logvar.exp() + (mu - mu2).pow(2)) / logvar2.exp() - 1)
 
 def prior_nll(
@@ -294,11 +372,18 @@ def kernel_matrix(
     if kernel == 'imq': return sum(c * C / (c * C + d2) for c in IMQ_SCALES)
     raise ValueError(f"kernel must be 'rbf' or 'imq', got {kernel!r}")
 
+# %% ../nbs/04_models.ipynb #853e9886
 def infovae_rbf_scale(
     d:int, # latent dimension
 )->float:
-    "The RBF width s with C = 2·d·s² = d², i.e. k(x, y) = exp(-mean_l (x_l - y_l)² / d): the kernel of the InfoVAE and vaetc code."
+    "RBF width s with C = 2·d·s² = d²: k(x, y) = exp(-mean_l (x_l - y_l)² / d), as in InfoVAE."
     return math.sqrt(d / 2)
+
+# %% ../nbs/04_models.ipynb #05b58e18
+def _mean_off_diagonal(k:Tensor)->Tensor:
+    "Mean of the off-diagonal entries of the square matrix `k`."
+    n = len(k)
+    return (k.sum() - k.diagonal().sum()) / (n * (n - 1))
 
 def mmd(
     x:Tensor, # (N, D) samples of P
@@ -308,8 +393,9 @@ def mmd(
     unbiased:bool=True, # leave out the i=j terms (needs N, M >= 2)
 )->Tensor:
     "Squared maximum mean discrepancy between the samples `x` and `y`."
-    kxx, kyy, kxy = kernel_matrix(x, x, kernel, scale), kernel_matrix(y, y, kernel, scale), kernel_matrix(x, y, kernel, scale)
+    kxx, kyy = kernel_matrix(x, x, kernel, scale), kernel_matrix(y, y, kernel, scale)
+    kxy = kernel_matrix(x, y, kernel, scale)
     if not unbiased: return kxx.mean() + kyy.mean() - 2 * kxy.mean()
-    n, m = len(x), len(y)
-    if min(n, m) < 2: raise ValueError("the unbiased MMD needs at least 2 samples on each side")
-    return (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2 * kxy.mean()
+    if min(len(x), len(y)) < 2:
+        raise ValueError("the unbiased MMD needs at least 2 samples on each side")
+    return _mean_off_diagonal(kxx) + _mean_off_diagonal(kyy) - 2 * kxy.mean()

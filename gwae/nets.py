@@ -1,5 +1,4 @@
-"""Encoders, decoders and the spectral-norm critic of the official GWAE code, for 28, 32 and 64 px images with any
-channel count, plus MLP versions for vector data.
+"""The official GWAE encoder, decoder and spectral-norm critic at 28, 32 and 64 px for any channel count, and MLPs for vectors.
 
 Docs: https://gwae-dev.github.io/gwae/nets.html.md"""
 
@@ -25,31 +24,35 @@ PADDED_SIZE = {28: 32}  # sides that are not powers of two, and the side they ar
 
 def conv_plan(
     size:int, # side of the (square) input image
-    final:int=4, # side after the last stride-2 convolution (4 for encoders/decoders, 1 for the critic)
+    final:int=4, # side after the last stride-2 convolution (4: encoders, decoders; 1: the critic)
 )->tuple[int, int]:
-    "The padded side and the number of stride-2 stages that take a `size`-px image down to `final` px."
+    "The padded side and the number of stride-2 stages that take a `size`-px image to `final` px."
     work = PADDED_SIZE.get(size, size)
     n = round(math.log2(work / final)) if work >= 2 * final else 0
     if n < 1 or final * 2**n != work:
-        ok = ', '.join(map(str, sorted({final * 2**k for k in range(1, 8) if final * 2**k >= 8} | set(PADDED_SIZE))))
-        raise ValueError(f"image side {size} is not supported: use {ok} or a larger side {final}·2^n "
-                         f"(28 is padded to 32)")
+        sides = {final * 2**k for k in range(1, 8) if final * 2**k >= 8} | set(PADDED_SIZE)
+        ok = ', '.join(map(str, sorted(sides)))
+        raise ValueError(f"image side {size} is not supported: use {ok} or a larger side "
+                         f"{final}·2^n (28 is padded to 32)")
     return work, n
 
 def stage_channels(
     n:int, # number of stride-2 stages
     width:int=256, # channels after the deepest stage
 )->list[int]:
-    "Output channels of each stage, doubling up to `width`: `stage_channels(4)` is `[32, 64, 128, 256]`."
+    "Output channels of the stages, doubling up to `width`: `[32, 64, 128, 256]` for 4 stages."
     return [max(1, width // 2**(n - 1 - i)) for i in range(n)]
 
 # %% ../nbs/03_nets.ipynb #1a4d64ac
 class Crop2d(nn.Module):
     "Remove `margin` pixels from every side of a (B, C, H, W) batch."
-    def __init__(self, margin:int):
+    def __init__(self,
+                 margin:int, # pixels to remove on each side, at least 1
+                ):
         super().__init__()
         if not isinstance(margin, int) or margin < 1:
-            raise ValueError(f"Crop2d needs a margin of at least 1 pixel, got {margin!r}; for no crop leave the layer out")
+            raise ValueError(f"Crop2d needs a margin of at least 1 pixel, got {margin!r}; "
+                             "for no crop leave the layer out")
         self.margin = margin
     def forward(self, x:Tensor)->Tensor:
         m = self.margin
@@ -61,25 +64,23 @@ def _pad_to(size:int, work:int)->list[nn.Module]:
     return [] if work == size else [nn.ReplicationPad2d((work - size) // 2)]
 
 def _check_input(x:Tensor, shape:tuple, name:str):
+    "Raise a `ValueError` naming the module `name` unless `x` is a batch of items of `shape`."
     if tuple(x.shape[1:]) != shape:
-        raise ValueError(f"{name} expects a batch of shape (B, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+        dims = ', '.join(map(str, shape))
+        raise ValueError(f"{name} expects a batch of shape (B, {dims}), got {tuple(x.shape)}")
 
 # %% ../nbs/03_nets.ipynb #9456268b
 class SigmoidInverse(nn.Module):
     "Logit of pixel values clamped to [eps, 1-eps], the inverse of the decoder's sigmoid."
-    def __init__(self, eps:float=1e-4):
+    def __init__(self,
+                 eps:float=1e-4, # pixels are clamped to [eps, 1 - eps] first: a finite logit
+                ):
         super().__init__()
         self.eps = eps
     def forward(self, x:Tensor)->Tensor: return torch.logit(x, self.eps)
     def extra_repr(self): return f'eps={self.eps}'
 
-# %% ../nbs/03_nets.ipynb #5eca9d2f
-PADDING_MODES = ('zeros', 'replicate', 'reflect', 'circular')
-
-def _official_padding_mode()->str:
-    "The encoder padding the official code picks now: 'zeros' under deterministic algorithms, else 'replicate'."
-    return 'zeros' if torch.are_deterministic_algorithms_enabled() else 'replicate'
-
+# %% ../nbs/03_nets.ipynb #08b84c25
 class _Encoder(nn.Module):
     "What every encoder shares: a body `net`, then a μ head and, if `gaussian`, a log σ² head."
     def _heads(self, x_shape:tuple, width:int, z_dim:int, gaussian:bool):
@@ -88,20 +89,28 @@ class _Encoder(nn.Module):
         self.fc_logvar = nn.Linear(width, z_dim) if gaussian else None
 
     def forward(self, x:Tensor)->tuple[Tensor, Tensor|None]:
-        "`(mu, logvar)` for a batch shaped (B, *x_shape) (images in [0, 1]); `logvar` is `None` for a deterministic encoder."
+        "`(mu, logvar)` for a batch (B, *x_shape); `logvar` is `None` for a deterministic encoder."
         _check_input(x, self.x_shape, type(self).__name__)
         h = self.net(x)
         return self.fc(h), (self.fc_logvar(h) if self.gaussian else None)
 
+# %% ../nbs/03_nets.ipynb #5eca9d2f
+PADDING_MODES = ('zeros', 'replicate', 'reflect', 'circular')
+
+def _official_padding_mode()->str:
+    "The official encoder's padding now: 'zeros' under deterministic algorithms, else 'replicate'."
+    return 'zeros' if torch.are_deterministic_algorithms_enabled() else 'replicate'
+
+# %% ../nbs/03_nets.ipynb #274eb1ee
 class ConvEncoder(_Encoder):
-    "Official convolutional encoder: logit input, stride-2 convolutions to 4×4, a dense layer, then μ (and log σ²) heads."
+    "Official convolutional encoder: logits, stride-2 convolutions to 4×4, dense, μ and log σ²."
     def __init__(
         self,
         channels:int=3, # image channels
         size:int=64, # image side: 28, 32, 64 (any 4·2^n)
         z_dim:int=64, # latent dimension L
-        gaussian:bool=True, # also predict log σ²; `False` gives a deterministic encoder returning `(mu, None)`
-        padding_mode:str|None='replicate', # convolution padding; `None`: the official rule ('zeros' when deterministic)
+        gaussian:bool=True, # also predict log σ²; `False`: a deterministic encoder, `(mu, None)`
+        padding_mode:str|None='replicate', # convolution padding; `None`: the official rule
         width:int=256, # channels of the last convolution
         hidden:int=256, # width of the dense layer
     ):
@@ -120,7 +129,7 @@ class ConvEncoder(_Encoder):
 
 # %% ../nbs/03_nets.ipynb #1216bb86
 class ConvDecoder(nn.Module):
-    "Official convolutional decoder: dense layers to 256×4×4, stride-2 transposed convolutions, a sigmoid."
+    "Official convolutional decoder: dense layers to 256×4×4, transposed convolutions, a sigmoid."
     def __init__(
         self,
         channels:int=3, # image channels
@@ -133,15 +142,17 @@ class ConvDecoder(nn.Module):
         work, n = conv_plan(size)
         self.x_shape, self.z_dim = (channels, size, size), z_dim
         chans = stage_channels(n, width)[::-1] + [channels]
-        layers = [nn.Linear(z_dim, hidden), nn.SiLU(inplace=True), nn.Linear(hidden, width * 4 * 4), nn.SiLU(inplace=True),
-                  nn.Unflatten(1, (width, 4, 4))]
+        layers = [nn.Linear(z_dim, hidden), nn.SiLU(inplace=True), nn.Linear(hidden, width * 4 * 4),
+                  nn.SiLU(inplace=True), nn.Unflatten(1, (width, 4, 4))]
         for i, (c, o) in enumerate(zip(chans[:-1], chans[1:])):
             layers.append(nn.ConvTranspose2d(c, o, 4, 2, 1))
             if i < n - 1: layers.append(nn.SiLU(inplace=True))
         if work != size: layers.append(Crop2d((work - size) // 2))
         self.net = nn.Sequential(*layers, nn.Sigmoid())
 
-    def forward(self, z:Tensor)->Tensor:
+    def forward(self,
+                z:Tensor, # (B, L) latents
+               )->Tensor:
         "Images (B, C, H, W) in (0, 1) for latents (B, L)."
         return self.net(z)
 
@@ -158,6 +169,7 @@ def mlp(
         if last_act or i < len(sizes) - 2: layers.append(act())
     return nn.Sequential(*layers)
 
+# %% ../nbs/03_nets.ipynb #5dae89fc
 class MLPEncoder(_Encoder):
     "MLP encoder for vector data: hidden SiLU layers, then μ (and log σ²) heads."
     def __init__(
@@ -185,12 +197,16 @@ class MLPDecoder(nn.Module):
         self.net = mlp([z_dim, *hidden, x_dim])
         if sigmoid: self.net.append(nn.Sigmoid())
 
-    def forward(self, z:Tensor)->Tensor:
+    def forward(self,
+                z:Tensor, # (B, L) latents
+               )->Tensor:
         "Outputs (B, D) for latents (B, L)."
         return self.net(z)
 
 # %% ../nbs/03_nets.ipynb #0817c611
-def sn(layer:nn.Module)->nn.Module:
+def sn(
+    layer:nn.Module, # a layer with a `weight`
+)->nn.Module:
     "`layer` with spectral normalisation of its weight."
     return spectral_norm(layer)
 
@@ -202,7 +218,7 @@ def conv_critic_x_net(
     feat:int=64, # feature dimension
     width:int=256, # channels of the last (1×1) convolution
 )->nn.Sequential:
-    "The critic's image branch: spectral-norm stride-2 convolutions down to 1×1, then a linear map to `feat`."
+    "The critic's image branch: spectral-norm stride-2 convolutions to 1×1, a linear map to `feat`."
     work, n = conv_plan(size, final=1)
     layers, c = _pad_to(size, work), channels
     for o in stage_channels(n, width):
@@ -215,12 +231,13 @@ def mlp_critic_x_net(
     feat:int=64, # feature dimension
     hidden:int=256, # hidden width
 )->nn.Sequential:
-    "The critic's branch for vector data: two spectral-norm hidden layers, then a linear map to `feat`."
-    return nn.Sequential(sn(nn.Linear(x_dim, hidden)), _lrelu(), sn(nn.Linear(hidden, hidden)), _lrelu(),
-                         sn(nn.Linear(hidden, feat)))
+    "The critic's vector branch: two spectral-norm hidden layers, then a linear map to `feat`."
+    return nn.Sequential(sn(nn.Linear(x_dim, hidden)), _lrelu(),
+                         sn(nn.Linear(hidden, hidden)), _lrelu(), sn(nn.Linear(hidden, feat)))
 
+# %% ../nbs/03_nets.ipynb #e026a40a
 class Critic(nn.Module):
-    "Spectral-norm critic f(x, z): image branch `x_net`, latent branch `z_net`, head on their average."
+    "Spectral-norm critic f(x, z): branches `x_net` and `z_net`, a head on their average."
     def __init__(
         self,
         x_net:nn.Module, # maps a batch of data to (B, feat) features
@@ -230,12 +247,17 @@ class Critic(nn.Module):
     ):
         super().__init__()
         self.x_net, self.z_dim = x_net, z_dim
-        self.z_net = nn.Sequential(sn(nn.Linear(z_dim, hidden)), _lrelu(), sn(nn.Linear(hidden, hidden)), _lrelu(),
+        self.z_net = nn.Sequential(sn(nn.Linear(z_dim, hidden)), _lrelu(),
+                                   sn(nn.Linear(hidden, hidden)), _lrelu(),
                                    sn(nn.Linear(hidden, feat)), _lrelu())
-        self.xz_net = nn.Sequential(sn(nn.Linear(2 * feat, hidden)), _lrelu(), sn(nn.Linear(hidden, hidden)), _lrelu(),
+        self.xz_net = nn.Sequential(sn(nn.Linear(2 * feat, hidden)), _lrelu(),
+                                    sn(nn.Linear(hidden, hidden)), _lrelu(),
                                     sn(nn.Linear(hidden, 1)))
 
-    def forward(self, x:Tensor, z:Tensor)->Tensor:
+    def forward(self,
+                x:Tensor, # (B, ...) data
+                z:Tensor, # (B, L) latents paired with `x`
+               )->Tensor:
         "Scores (B,) for pairs of data (B, ...) and latents (B, L)."
         h = torch.cat([self.x_net(x), self.z_net(z)], dim=1) / 2
         return self.xz_net(h).squeeze(1)
@@ -246,7 +268,8 @@ def _image_shape(x_shape)->tuple[int, int] | None:
     x_shape = tuple(x_shape)
     if len(x_shape) == 1: return None
     if len(x_shape) == 3 and x_shape[1] == x_shape[2]: return x_shape[0], x_shape[1]
-    raise ValueError(f"data shape must be (C, H, H) for square images or (D,) for vectors, got {x_shape}")
+    raise ValueError(f"data shape must be (C, H, H) for square images or (D,) for vectors, "
+                     f"got {x_shape}")
 
 def make_encoder(
     x_shape:Sequence[int], # shape of one data item: (C, H, W) or (D,)
@@ -256,7 +279,8 @@ def make_encoder(
 )->nn.Module:
     "The encoder for data of shape `x_shape`: `ConvEncoder` for images, `MLPEncoder` for vectors."
     img = _image_shape(x_shape)
-    return ConvEncoder(*img, z_dim, gaussian=gaussian, **kwargs) if img else MLPEncoder(x_shape[0], z_dim, gaussian=gaussian, **kwargs)
+    if img: return ConvEncoder(*img, z_dim, gaussian=gaussian, **kwargs)
+    return MLPEncoder(x_shape[0], z_dim, gaussian=gaussian, **kwargs)
 
 def make_decoder(
     x_shape:Sequence[int], # shape of one data item: (C, H, W) or (D,)

@@ -12,6 +12,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from torch import nn, Tensor
 
 from .core import Config, param
@@ -24,28 +25,41 @@ __all__ = ['LOG_2PI', 'BATCHNORM_MOMENTUM', 'PRIORS', 'PRIOR_ALIASES', 'Prior', 
 # %% ../nbs/02_priors.ipynb #f87de53b
 class Prior(nn.Module):
     "Base class of latent priors: `sample(n)` gives (n, z_dim) reparameterised samples."
-    def __init__(self, z_dim:int):
+    def __init__(self,
+                 z_dim:int, # latent dimension L
+                ):
         super().__init__()
-        if not isinstance(z_dim, int) or z_dim < 1: raise ValueError(f"z_dim must be a positive integer, got {z_dim!r}")
+        if not isinstance(z_dim, int) or z_dim < 1:
+            raise ValueError(f"z_dim must be a positive integer, got {z_dim!r}")
         self.z_dim = z_dim
         self.register_buffer('_anchor', torch.empty(0), persistent=False)
 
     @property
-    def device(self)->torch.device: return self._anchor.device
+    def device(self)->torch.device:
+        "The device the prior draws its samples on."
+        return self._anchor.device
 
-    def noise(self, n:int)->Tensor:
+    def noise(self,
+              n:int, # number of samples
+             )->Tensor:
         "Standard normal noise ε of shape (n, z_dim) on the prior's device and dtype."
-        if not isinstance(n, int) or n < 1: raise ValueError(f"number of samples must be a positive integer, got {n!r}")
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"number of samples must be a positive integer, got {n!r}")
         return torch.randn(n, self.z_dim, device=self._anchor.device, dtype=self._anchor.dtype)
 
-    def sample(self, n:int)->Tensor:
+    def sample(self,
+               n:int, # number of samples
+              )->Tensor:
         "`n` samples, shape (n, z_dim)."
         raise NotImplementedError
     def forward(self, n:int)->Tensor: return self.sample(n)
 
-    def log_prob(self, z:Tensor)->Tensor:
+    def log_prob(self,
+                 z:Tensor, # (B, z_dim) latents
+                )->Tensor:
         "Log-density (B,) of latents (B, z_dim)."
-        raise NotImplementedError(f"{type(self).__name__} is an implicit prior: its density has no closed form")
+        raise NotImplementedError(f"{type(self).__name__} is an implicit prior: "
+                                  "its density has no closed form")
 
 # %% ../nbs/02_priors.ipynb #8b19c8d4
 LOG_2PI = math.log(2 * math.pi)
@@ -67,7 +81,9 @@ class StandardNormalPrior(Prior):
 # %% ../nbs/02_priors.ipynb #03671f63
 class LeakySiLU(nn.Module):
     "(1 - a)·SiLU(x) + a·x: SiLU whose slope tends to `a` instead of 0 as x → -∞."
-    def __init__(self, negative_slope:float=0.2):
+    def __init__(self,
+                 negative_slope:float=0.2, # the slope a far on the left
+                ):
         super().__init__()
         self.negative_slope = negative_slope
     def forward(self, x:Tensor)->Tensor:
@@ -79,24 +95,33 @@ class LeakySiLU(nn.Module):
 BATCHNORM_MOMENTUM = 0.5  # the official value
 
 class NormalizedPrior(Prior):
-    "A prior whose samples h(ε) pass through BatchNorm1d(affine=False): `sample(n) = bn(raw_sample(n))`."
-    def __init__(self, z_dim:int, momentum:float=BATCHNORM_MOMENTUM):
+    "A prior whose samples h(ε) pass through BatchNorm1d(affine=False): `bn(raw_sample(n))`."
+    def __init__(self,
+                 z_dim:int, # latent dimension L
+                 momentum:float=BATCHNORM_MOMENTUM, # BatchNorm running-statistics momentum
+                ):
         super().__init__(z_dim)
         self.bn = nn.BatchNorm1d(z_dim, affine=False, momentum=momentum)
 
-    def raw_sample(self, n:int)->Tensor:
+    def raw_sample(self,
+                   n:int, # number of samples
+                  )->Tensor:
         "`n` samples before the normalisation, shape (n, z_dim)."
         raise NotImplementedError
 
-    def sample(self, n:int)->Tensor:
+    def sample(self,
+               n:int, # number of samples; at least 2 in training mode
+              )->Tensor:
         "`n` normalised samples (n, z_dim); in training mode standardised per batch (needs n ≥ 2)."
         if self.training and n < 2:
-            raise ValueError(f"a training-mode sample needs n >= 2 (BatchNorm standardises over the batch), got n={n}; "
-                             "call prior.eval() to draw single samples with the running statistics")
+            raise ValueError(f"a training-mode sample needs n >= 2 (BatchNorm standardises over "
+                             f"the batch), got n={n}; call prior.eval() to draw single samples "
+                             "with the running statistics")
         return self.bn(self.raw_sample(n))
 
+# %% ../nbs/02_priors.ipynb #9e7521cc
 class NeuralPrior(NormalizedPrior):
-    "Neural prior (NP): an MLP L → 4L → 4L → 4L → L with LeakySiLU(0.2) on standard normal noise, then BatchNorm."
+    "Neural prior (NP): an MLP L → 4L → 4L → 4L → L with LeakySiLU(0.2) on noise, then BatchNorm."
     def __init__(
         self,
         z_dim:int, # latent dimension L
@@ -107,13 +132,14 @@ class NeuralPrior(NormalizedPrior):
         super().__init__(z_dim, momentum)
         h = hidden_ratio * z_dim
         act = lambda: LeakySiLU(negative_slope)
-        self.net = nn.Sequential(nn.Linear(z_dim, h), act(), nn.Linear(h, h), act(), nn.Linear(h, h), act(), nn.Linear(h, z_dim))
+        self.net = nn.Sequential(nn.Linear(z_dim, h), act(), nn.Linear(h, h), act(),
+                                 nn.Linear(h, h), act(), nn.Linear(h, z_dim))
 
     def raw_sample(self, n:int)->Tensor: return self.net(self.noise(n))
 
 # %% ../nbs/02_priors.ipynb #fba31103
 class FactorizedNeuralPrior(NormalizedPrior):
-    "Factorized neural prior (FNP): an independent 1 → 4 → 4 → 4 → 1 MLP per coordinate, then BatchNorm."
+    "Factorized neural prior (FNP): an independent 1 → 4 → 4 → 4 → 1 MLP per coordinate, then BN."
     def __init__(
         self,
         z_dim:int, # latent dimension L
@@ -139,7 +165,7 @@ class GaussianMixturePrior(NormalizedPrior):
         self,
         z_dim:int, # latent dimension L
         n_components:int=10, # number of mixture components K
-        component_grad:Literal['none', 'straight_through']='none', # 'none': fixed weights (official); 'straight_through': learnable
+        component_grad:Literal['none', 'straight_through']='none', # 'none': official fixed weights
         temperature:float=1.0, # Gumbel-softmax temperature of the straight-through gradient
         momentum:float=BATCHNORM_MOMENTUM, # BatchNorm running-statistics momentum
     ):
@@ -147,66 +173,88 @@ class GaussianMixturePrior(NormalizedPrior):
         if not isinstance(n_components, int) or n_components < 1:
             raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
         if component_grad not in ('none', 'straight_through'):
-            raise ValueError(f"component_grad must be 'none' (official, fixed weights) or 'straight_through', got {component_grad!r}")
+            raise ValueError(f"component_grad must be 'none' (official, fixed weights) or "
+                             f"'straight_through', got {component_grad!r}")
         if temperature <= 0: raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.n_components, self.component_grad, self.temperature = n_components, component_grad, temperature
+        self.n_components, self.component_grad = n_components, component_grad
+        self.temperature = temperature
         K, L = n_components, z_dim
         self.component_mean = nn.Parameter(torch.randn(K, L))
-        self.component_sqrt_cov = nn.Parameter(torch.eye(L).expand(K, L, L) + 0.01 * torch.randn(K, L, L))
+        self.component_sqrt_cov = nn.Parameter(torch.eye(L).expand(K, L, L)
+                                               + 0.01 * torch.randn(K, L, L))
         self.logits = nn.Parameter(torch.randn(K))
 
-    def raw_sample(self, n:int)->Tensor:
-        "Mixture samples before the normalisation, (n, z_dim)."
-        log_w = self.logits.log_softmax(0)
-        gumbel = -torch.empty(n, self.n_components, device=log_w.device, dtype=log_w.dtype).exponential_().log()
-        scores = log_w + gumbel
-        k = scores.argmax(1)
-        eps = self.noise(n)
-        if self.component_grad == 'none':
-            return self.component_mean[k] + torch.einsum('ni,nij->nj', eps, self.component_sqrt_cov[k])
-        soft = (scores / self.temperature).softmax(1)
-        onehot = F.one_hot(k, self.n_components).to(soft) - soft.detach() + soft    # hard forward, soft backward
-        per_component = self.component_mean + torch.einsum('ni,kij->nkj', eps, self.component_sqrt_cov)
-        return torch.einsum('nk,nkj->nj', onehot, per_component)
+# %% ../nbs/02_priors.ipynb #7070462b
+@patch
+def raw_sample(self:GaussianMixturePrior,
+               n:int, # number of samples
+              )->Tensor:
+    "Mixture samples before the normalisation, (n, z_dim)."
+    log_w = self.logits.log_softmax(0)
+    exp1 = torch.empty(n, self.n_components, device=log_w.device, dtype=log_w.dtype).exponential_()
+    gumbel = -exp1.log()  # -log E, E ~ Exp(1), is a standard Gumbel
+    scores = log_w + gumbel
+    k = scores.argmax(1)
+    eps = self.noise(n)
+    S = self.component_sqrt_cov
+    if self.component_grad == 'none':
+        return self.component_mean[k] + torch.einsum('ni,nij->nj', eps, S[k])
+    soft = (scores / self.temperature).softmax(1)
+    # straight through: the hard one-hot forward, the gradient of the soft one backward
+    onehot = F.one_hot(k, self.n_components).to(soft) - soft.detach() + soft
+    per_component = self.component_mean + torch.einsum('ni,kij->nkj', eps, S)
+    return torch.einsum('nk,nkj->nj', onehot, per_component)
 
-    def components(self)->tuple[Tensor, Tensor, Tensor]:
-        "Log-weights (K,), means (K, L) and covariances (K, L, L) of eval-mode samples (after the running-stat BatchNorm)."
-        m, d = self.bn.running_mean, (self.bn.running_var + self.bn.eps).sqrt()
-        S = self.component_sqrt_cov
-        cov = (S.transpose(1, 2) @ S) / (d[:, None] * d[None, :])
-        return self.logits.log_softmax(0), (self.component_mean - m) / d, cov
+# %% ../nbs/02_priors.ipynb #38e3f62c
+@patch
+def components(self:GaussianMixturePrior)->tuple[Tensor, Tensor, Tensor]:
+    "Log-weights (K,), means (K, L), covariances (K, L, L) of eval-mode samples (after BatchNorm)."
+    m, d = self.bn.running_mean, (self.bn.running_var + self.bn.eps).sqrt()
+    S = self.component_sqrt_cov
+    cov = (S.transpose(1, 2) @ S) / (d[:, None] * d[None, :])
+    return self.logits.log_softmax(0), (self.component_mean - m) / d, cov
 
-    def log_prob(self, z:Tensor)->Tensor:
-        "Log-density (B,) of eval-mode samples at latents (B, L)."
-        log_w, means, cov = self.components()
-        chol = torch.linalg.cholesky(cov)                                     # (K, L, L)
-        diff = (z[:, None, :] - means)[..., None]                             # (B, K, L, 1)
-        maha = torch.linalg.solve_triangular(chol, diff, upper=False).pow(2).sum((-2, -1))
-        log_det = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        log_n = -0.5 * (maha + log_det + self.z_dim * LOG_2PI)
-        return torch.logsumexp(log_w + log_n, dim=1)
+@patch
+def log_prob(self:GaussianMixturePrior,
+             z:Tensor, # (B, L) latents
+            )->Tensor:
+    "Log-density (B,) of eval-mode samples at latents (B, L)."
+    log_w, means, cov = self.components()
+    chol = torch.linalg.cholesky(cov)                                     # (K, L, L)
+    diff = (z[:, None, :] - means)[..., None]                             # (B, K, L, 1)
+    maha = torch.linalg.solve_triangular(chol, diff, upper=False).pow(2).sum((-2, -1))
+    log_det = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    log_n = -0.5 * (maha + log_det + self.z_dim * LOG_2PI)
+    return torch.logsumexp(log_w + log_n, dim=1)
 
 # %% ../nbs/02_priors.ipynb #1a361ae6
-PRIORS = {'factorized_normal': StandardNormalPrior, 'neural': NeuralPrior, 'factorized_neural': FactorizedNeuralPrior,
-          'gm': GaussianMixturePrior}
-PRIOR_ALIASES = {'normal': 'factorized_normal'}  # accepted names that are stored as the official one
+PRIORS = {'factorized_normal': StandardNormalPrior, 'neural': NeuralPrior,
+          'factorized_neural': FactorizedNeuralPrior, 'gm': GaussianMixturePrior}
+PRIOR_ALIASES = {'normal': 'factorized_normal'}  # accepted names, stored as the official one
 
 @dataclass
 class PriorConfig(Config):
-    "Which prior to use (official `sampler_type` names; alias `normal` = `factorized_normal`) and its settings."
-    kind: Literal['factorized_normal', 'neural', 'factorized_neural', 'gm', 'normal'] = param('neural', "prior family: official sampler_type name, or 'normal' for 'factorized_normal'")
+    "Which prior to use (official `sampler_type` names, or the alias `normal`) and its settings."
+    kind: Literal['factorized_normal', 'neural', 'factorized_neural', 'gm', 'normal'] = param(
+        'neural', "prior family: official sampler_type name, or 'normal' for 'factorized_normal'")
     n_components: int = param(10, 'mixture components (gm only)', ge=1)
-    component_grad: Literal['none', 'straight_through'] = param('none', "mixture-weight gradient (gm only): 'none' is the official fixed weights")
-    temperature: float = param(1.0, 'Gumbel-softmax temperature (gm with straight_through only)', gt=0)
-    momentum: float = param(BATCHNORM_MOMENTUM, 'BatchNorm running-statistics momentum (learned priors)', gt=0, le=1)
+    component_grad: Literal['none', 'straight_through'] = param(
+        'none', "mixture-weight gradient (gm only): 'none' is the official fixed weights")
+    temperature: float = param(
+        1.0, 'Gumbel-softmax temperature (gm with straight_through only)', gt=0)
+    momentum: float = param(
+        BATCHNORM_MOMENTUM, 'BatchNorm running-statistics momentum (learned priors)', gt=0, le=1)
 
     def __post_init__(self):
         super().__post_init__()
         self.kind = PRIOR_ALIASES.get(self.kind, self.kind)
 
-    def build(self, z_dim:int)->Prior:
+    def build(self,
+              z_dim:int, # latent dimension L
+             )->Prior:
         "The prior for latent dimension `z_dim`."
         if self.kind == 'factorized_normal': return StandardNormalPrior(z_dim)
         if self.kind == 'gm':
-            return GaussianMixturePrior(z_dim, self.n_components, self.component_grad, self.temperature, self.momentum)
+            return GaussianMixturePrior(z_dim, self.n_components, self.component_grad,
+                                        self.temperature, self.momentum)
         return PRIORS[self.kind](z_dim, momentum=self.momentum)
