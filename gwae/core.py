@@ -16,8 +16,8 @@ import yaml
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DEVICE_ENV', 'seed_everything', 'default_device', 'param', 'ConfigLoader', 'load_yaml', 'Config', 'parse_overrides',
-           'describe_config', 'ConfigTable', 'config_table', 'Registry']
+__all__ = ['DEVICE_ENV', 'seed_everything', 'default_device', 'param', 'ConfigLoader', 'ConfigDumper', 'load_yaml', 'Config',
+           'parse_overrides', 'describe_config', 'ConfigTable', 'config_table', 'Registry']
 
 # %% ../nbs/00_core.ipynb #3a77150c
 def seed_everything(
@@ -93,8 +93,12 @@ _FLOAT = (r'^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?'  # 1.5, 1., 2.5e
           r'|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+'                   # 3e-4: the form YAML 1.1 misses
           r'|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?'                 # .5
           r'|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$')        # infinities and NaN
-ConfigLoader.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(_FLOAT),
-                                   list('-+0123456789.'))  # what a float can start with
+
+class ConfigDumper(yaml.SafeDumper):
+    "`yaml.SafeDumper` that quotes every string `ConfigLoader` would read back as a float (`'1e3'`, `'0E0'`)."
+
+for _cls in (ConfigLoader, ConfigDumper):  # the writer must know every float the reader sees
+    _cls.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(_FLOAT), list('-+0123456789.'))
 
 def load_yaml(
     text:str, # YAML text
@@ -232,16 +236,16 @@ def to_yaml(self:Config,
             path:str|Path|None=None, # also write the text to this file
            )->str:
     "The config as YAML text; also written to `path` if given."
-    text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+    text = yaml.dump(self.to_dict(), Dumper=ConfigDumper, sort_keys=False)
     if path is not None: Path(path).write_text(text)
     return text
 
 @patch(cls_method=True)
 def from_yaml(cls:Config,
-              src:str|Path, # a YAML file path, or YAML text (anything with a newline or a colon)
+              src:str|Path, # a YAML file path, or YAML text (with a newline, a colon or braces)
              ):
     "Load from a YAML file path or YAML text with the safe `ConfigLoader` (never executes tags)."
-    is_file = isinstance(src, Path) or ('\n' not in src and ':' not in src)
+    is_file = isinstance(src, Path) or (src.strip() != '' and not any(ch in src for ch in '\n:{}[]'))
     if is_file:
         p = Path(src)
         if not p.exists(): raise FileNotFoundError(f"config file not found: {p}")

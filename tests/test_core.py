@@ -43,6 +43,13 @@ def test_yaml_round_trip(cfg):
     assert Outer.from_yaml(cfg.to_yaml()) == cfg
 
 
+@pytest.mark.parametrize('text', ['0E0', '1e3', '-2E+3', '.5', '1_0.5', '.inf', '3e-4'])
+def test_float_like_strings_survive_the_round_trip(text):
+    "Strings the loader would read as floats are written quoted (hypothesis once found '0E0')."
+    cfg = Outer(name='x', tags=[text])
+    assert Outer.from_yaml(cfg.to_yaml()).tags == [text]
+
+
 @settings(max_examples=60, deadline=None)
 @given(configs, st.integers(1, 4096), st.floats(1e-9, 1.0, allow_nan=False))
 def test_overrides_change_only_what_they_name(cfg, z, lr):
