@@ -160,13 +160,14 @@ class FactorizedNeuralPrior(NormalizedPrior):
 
 # %% ../nbs/02_priors.ipynb #1af444ce
 class GaussianMixturePrior(NormalizedPrior):
-    "Gaussian mixture prior (GMP): component by Gumbel-max, z = μ_k + εᵀS_k, then BatchNorm."
+    "Gaussian mixture prior (GMP): a component by Gumbel-max, z = μ_k + ε ⊙ colsum(S_k), then BN."
     def __init__(
         self,
         z_dim:int, # latent dimension L
         n_components:int=10, # number of mixture components K
         component_grad:Literal['none', 'straight_through']='none', # 'none': official fixed weights
         temperature:float=1.0, # Gumbel-softmax temperature of the straight-through gradient
+        covariance:Literal['column_sums', 'full']='column_sums', # 'column_sums' (official), 'full'
         momentum:float=BATCHNORM_MOMENTUM, # BatchNorm running-statistics momentum
     ):
         super().__init__(z_dim, momentum)
@@ -176,33 +177,45 @@ class GaussianMixturePrior(NormalizedPrior):
             raise ValueError(f"component_grad must be 'none' (official, fixed weights) or "
                              f"'straight_through', got {component_grad!r}")
         if temperature <= 0: raise ValueError(f"temperature must be > 0, got {temperature}")
+        if covariance not in ('column_sums', 'full'):
+            raise ValueError(f"covariance must be 'column_sums' (official) or 'full', "
+                             f"got {covariance!r}")
         self.n_components, self.component_grad = n_components, component_grad
+        self.covariance = covariance
         self.temperature = temperature
         K, L = n_components, z_dim
         self.component_mean = nn.Parameter(torch.randn(K, L))
-        self.component_sqrt_cov = nn.Parameter(torch.eye(L).expand(K, L, L)
-                                               + 0.01 * torch.randn(K, L, L))
+        self.component_matrix = nn.Parameter(torch.eye(L).expand(K, L, L)
+                                             + 0.01 * torch.randn(K, L, L))
         self.logits = nn.Parameter(torch.randn(K))
 
 # %% ../nbs/02_priors.ipynb #7070462b
+def _component_offsets(S:Tensor, # (..., L, L) component matrices
+                       eps:Tensor, # (n, L) standard normal noise
+                       covariance:str, # 'column_sums' (official) or 'full'
+                      )->Tensor:
+    "ε ⊙ colsum(S) (the official sampler) or εᵀS: the offset of a sample from its component's mean."
+    if covariance == 'column_sums': return eps * S.sum(-2)
+    return torch.einsum('...i,...ij->...j', eps, S)
+
 @patch
 def raw_sample(self:GaussianMixturePrior,
                n:int, # number of samples
               )->Tensor:
-    "Mixture samples before the normalisation, (n, z_dim)."
+    "Mixture samples before the normalisation, (n, z_dim), drawn as the official sampler does."
     log_w = self.logits.log_softmax(0)
-    exp1 = torch.empty(n, self.n_components, device=log_w.device, dtype=log_w.dtype).exponential_()
-    gumbel = -exp1.log()  # -log E, E ~ Exp(1), is a standard Gumbel
-    scores = log_w + gumbel
+    u = torch.rand(n, self.n_components, device=log_w.device, dtype=log_w.dtype)
+    scores = log_w - torch.log(-torch.log(u))  # Gumbel-max, as the official sampler draws it
     k = scores.argmax(1)
     eps = self.noise(n)
-    S = self.component_sqrt_cov
+    S = self.component_matrix
     if self.component_grad == 'none':
-        return self.component_mean[k] + torch.einsum('ni,nij->nj', eps, S[k])
+        return self.component_mean[k] + _component_offsets(S[k], eps, self.covariance)
     soft = (scores / self.temperature).softmax(1)
     # straight through: the hard one-hot forward, the gradient of the soft one backward
     onehot = F.one_hot(k, self.n_components).to(soft) - soft.detach() + soft
-    per_component = self.component_mean + torch.einsum('ni,kij->nkj', eps, S)
+    offsets = _component_offsets(S, eps[:, None, :], self.covariance)  # (n, K, L)
+    per_component = self.component_mean + offsets
     return torch.einsum('nk,nkj->nj', onehot, per_component)
 
 # %% ../nbs/02_priors.ipynb #38e3f62c
@@ -210,8 +223,10 @@ def raw_sample(self:GaussianMixturePrior,
 def components(self:GaussianMixturePrior)->tuple[Tensor, Tensor, Tensor]:
     "Log-weights (K,), means (K, L), covariances (K, L, L) of eval-mode samples (after BatchNorm)."
     m, d = self.bn.running_mean, (self.bn.running_var + self.bn.eps).sqrt()
-    S = self.component_sqrt_cov
-    cov = (S.transpose(1, 2) @ S) / (d[:, None] * d[None, :])
+    S = self.component_matrix
+    official = self.covariance == 'column_sums'
+    cov = torch.diag_embed(S.sum(1) ** 2) if official else S.transpose(1, 2) @ S
+    cov = cov / (d[:, None] * d[None, :])
     return self.logits.log_softmax(0), (self.component_mean - m) / d, cov
 
 @patch
@@ -242,6 +257,9 @@ class PriorConfig(Config):
         'none', "mixture-weight gradient (gm only): 'none' is the official fixed weights")
     temperature: float = param(
         1.0, 'Gumbel-softmax temperature (gm with straight_through only)', gt=0)
+    covariance: Literal['column_sums', 'full'] = param(
+        'column_sums', "gm only: 'column_sums' is the official sampler (diagonal, std: column sums "
+        "of S_k); 'full': εᵀS_k, covariance S_kᵀS_k")
     momentum: float = param(
         BATCHNORM_MOMENTUM, 'BatchNorm running-statistics momentum (learned priors)', gt=0, le=1)
 
@@ -256,5 +274,5 @@ class PriorConfig(Config):
         if self.kind == 'factorized_normal': return StandardNormalPrior(z_dim)
         if self.kind == 'gm':
             return GaussianMixturePrior(z_dim, self.n_components, self.component_grad,
-                                        self.temperature, self.momentum)
+                                        self.temperature, self.covariance, self.momentum)
         return PRIORS[self.kind](z_dim, momentum=self.momentum)

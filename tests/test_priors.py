@@ -23,7 +23,7 @@ def test_gmp_logit_gradient(mode):
     gmp = GaussianMixturePrior(3, n_components=4, component_grad=mode)
     gmp.sample(64).pow(3).sum().backward()
     assert (gmp.logits.grad is None) == (mode == 'none')
-    assert gmp.component_mean.grad.abs().sum() > 0 and gmp.component_sqrt_cov.grad.abs().sum() > 0
+    assert gmp.component_mean.grad.abs().sum() > 0 and gmp.component_matrix.grad.abs().sum() > 0
 
 
 def test_gmp_log_prob_normalised():
