@@ -8,7 +8,7 @@ Docs: https://gwae-dev.github.io/gwae/models.html.md"""
 from __future__ import annotations
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,8 +58,9 @@ class ExtraStep:
     name: str # key for logs and checkpoints, e.g. 'critic'
     params: list # the parameters this optimizer owns (disjoint from the main ones)
     optimizer: OptimizerConfig # how to build its optimizer
-    loss: Callable[[Tensor], dict] # batch -> dict: a scalar 'loss' to minimise, named terms to log
+    loss: Callable[..., dict] # batch (and `shared`) -> dict: 'loss' to minimise, terms to log
     n_steps: int = 1 # updates per main step
+    shared: Callable[[Tensor], Any]|None = None # batch -> work the n_steps updates share
 
     def __post_init__(self):
         self.params = list(self.params)
@@ -235,7 +236,8 @@ def check_model(
     for s in model.extra_steps():
         if main & {id(p) for p in s.params}:
             raise AssertionError(f"extra step {s.name!r} shares parameters with the main optimizer")
-        _check_terms(f"extra step {s.name!r} loss(x)", s.loss(x))
+        once = s.loss(x) if s.shared is None else s.loss(x, s.shared(x))
+        _check_terms(f"extra step {s.name!r} loss(x)", once)
     return out
 
 # %% ../nbs/04_models.ipynb #8951e6ac
@@ -276,12 +278,13 @@ def extra_updates(
     on_terms:Callable[[str, dict], None]|None=None, # sees (step name, terms) before each backward
     after_backward:Callable[[ExtraStep], None]|None=None, # sees the step before each optimizer step
 )->dict: # the last update's terms of each extra step, prefixed by its name (`critic_loss`, ...)
-    "Every extra step's `n_steps` updates on `x`, all gradients zeroed before each."
+    "Every extra step's `n_steps` updates on `x` (`shared` once), gradients zeroed before each."
     logs = {}
     for s in model.extra_steps():
+        shared = None if s.shared is None else s.shared(x)
         for _ in range(s.n_steps):
             model.zero_grad(set_to_none=True)
-            out = s.loss(x)
+            out = s.loss(x) if s.shared is None else s.loss(x, shared)
             if on_terms is not None: on_terms(s.name, out)
             out['loss'].backward()
             if after_backward is not None: after_backward(s)
