@@ -60,7 +60,7 @@ class GroundTruthDataset(torch.utils.data.Dataset):
         return (f"{type(self).__name__}({grid}, image_shape={self.image_shape}, "
                 f"source={self.source!r})")
 
-# %% ../nbs/07_data.ipynb #d630156c
+# %% ../nbs/07_data.ipynb #4fa29e09
 @patch
 def check_factors(self:GroundTruthDataset,
     classes, # (N, K) integer factor classes: array, tensor or nested list
@@ -83,7 +83,7 @@ def check_factors(self:GroundTruthDataset,
                          f"{c[n, k]}, allowed 0..{self.factor_sizes[k] - 1}")
     return c
 
-# %% ../nbs/07_data.ipynb #c552de59
+# %% ../nbs/07_data.ipynb #ff62a9c5
 @patch
 def index_to_factors(self:GroundTruthDataset,
     idx, # (N,) item indices in [0, len)
@@ -116,7 +116,7 @@ def factors_to_values(self:GroundTruthDataset,
     values = [np.asarray(v, dtype=np.float64)[c[:, k]] for k, v in enumerate(self.factor_values)]
     return np.stack(values, axis=1)
 
-# %% ../nbs/07_data.ipynb #5677105b
+# %% ../nbs/07_data.ipynb #e8e986e3
 def _check_rng(rng)->np.random.Generator|np.random.RandomState:
     if isinstance(rng, (np.random.Generator, np.random.RandomState)): return rng
     if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
@@ -147,7 +147,7 @@ def sample(self:GroundTruthDataset,
     f = self.sample_factors(n, rng)
     return self.images_from_factors(f), f
 
-# %% ../nbs/07_data.ipynb #5110d0e1
+# %% ../nbs/07_data.ipynb #9e41e839
 @patch
 def get_batch(self:GroundTruthDataset,
     indices, # (N,) item indices
@@ -183,7 +183,7 @@ def traversal_factors(
         rows.append(r)
     return rows
 
-# %% ../nbs/07_data.ipynb #c4ad8d19
+# %% ../nbs/07_data.ipynb #387c0e92
 def image_grid(
     rows:Sequence[torch.Tensor], # one (n_i, C, H, W) batch in [0, 1] per row; C = 1 (grey) or 3
     titles:Sequence[Sequence[str]]|None=None, # a caption per image
@@ -215,7 +215,7 @@ def image_grid(
     if title: fig.suptitle(title, fontsize=7, y=1 - 0.05 / h, va='top')
     return fig
 
-# %% ../nbs/07_data.ipynb #1e0d722c
+# %% ../nbs/07_data.ipynb #937fa8a9
 def traversal_grid(
     ds:GroundTruthDataset, # the dataset
     base:Sequence[int]|None=None, # (K,) factor classes of the base; `None`: drawn with `seed`
@@ -245,7 +245,7 @@ def resize_images(
     if hw[0] <= x.shape[-2] and hw[1] <= x.shape[-1]: return F.interpolate(x, size=hw, mode='area')
     return F.interpolate(x, size=hw, mode='bilinear', align_corners=False).clamp(x.min(), x.max())
 
-# %% ../nbs/07_data.ipynb #7147f552
+# %% ../nbs/07_data.ipynb #8bcefa7b
 _LUMA = (0.299, 0.587, 0.114)
 
 def convert_channels(
@@ -260,7 +260,7 @@ def convert_channels(
     if c == 3: return (x * x.new_tensor(_LUMA)[None, :, None, None]).sum(1, keepdim=True)
     raise ValueError(f"can only convert 1- or 3-channel images, got {c} channels")
 
-# %% ../nbs/07_data.ipynb #62b6a354
+# %% ../nbs/07_data.ipynb #578c1893
 class ImageTransform:
     "Batch transform `(images, targets) -> (images, targets)`: to [0, 1], convert channels, resize."
     def __init__(self,
@@ -311,11 +311,13 @@ class Subset(torch.utils.data.Dataset):
     def batched(self)->bool:
         "Whether the dataset has a batched `get_batch`."
         return hasattr(self.dataset, 'get_batch')
-    def get_batch(self, indices:Sequence[int]):
+    def get_batch(self,
+        indices:Sequence[int], # positions in the subset
+    ):
         "The items `indices` of the subset, in one call of the dataset's `get_batch`."
         return self.dataset.get_batch(self.idxs[np.asarray(indices, dtype=np.int64)])
 
-# %% ../nbs/07_data.ipynb #7dfffe7e
+# %% ../nbs/07_data.ipynb #981bb45f
 class BatchDataLoader(DataLoader):
     "fastai `DataLoader` that fetches a whole batch with the dataset's `get_batch` when it has one."
     def __init__(self,
@@ -340,7 +342,7 @@ class BatchDataLoader(DataLoader):
         return tuple(self.dataset.get_batch(b)) if self._batched else super().create_batch(b)
     def retain(self, res, b): return res if self._batched else super().retain(res, b)
 
-# %% ../nbs/07_data.ipynb #66fd6015
+# %% ../nbs/07_data.ipynb #6b672abe
 def _loader_sets(dataset, splits, valid_pct:float, test_dataset, seed:int)->list[tuple]:
     "(dataset, item indices) of each loader: the splits of `dataset`, then `test_dataset` whole."
     if splits is None:
@@ -356,7 +358,7 @@ def _loader_sets(dataset, splits, valid_pct:float, test_dataset, seed:int)->list
         sets.append((test_dataset, np.arange(len(test_dataset))))
     return sets
 
-# %% ../nbs/07_data.ipynb #57bb5d09
+# %% ../nbs/07_data.ipynb #611f7584
 def get_dls(
     dataset:torch.utils.data.Dataset, # map-style dataset of (image, target) items
     bs:int=64, # batch size

@@ -105,7 +105,9 @@ class InMemory(torch.utils.data.Dataset):
         self.source = getattr(dataset, 'source', 'unknown')
     def __len__(self)->int: return len(self.x)
     def __getitem__(self, i:int): return self.x[i], self.y[i]
-    def get_batch(self, indices):
+    def get_batch(self,
+        indices, # positions among the kept items
+    ):
         "The kept items `indices`, as (images, targets)."
         return self.x[indices], self.y[indices]
 
@@ -144,10 +146,15 @@ class SizedGroundTruth:
         self.dataset, self.transform = dataset, transform
         self.factor_names, self.factor_sizes = dataset.factor_names, dataset.factor_sizes
         self.source = dataset.source
-    def sample_factors(self, n:int, rng)->np.ndarray:
+    def sample_factors(self,
+        n:int, # number of draws
+        rng, # np.random.Generator, np.random.RandomState or integer seed
+    )->np.ndarray: # (n, K) int64 factor classes
         "The dataset's `sample_factors`."
         return self.dataset.sample_factors(n, rng)
-    def images_from_factors(self, classes)->Tensor:
+    def images_from_factors(self,
+        classes, # (N, K) integer factor classes
+    )->Tensor: # the images at the run's size and channels
         "The dataset's images of `classes`, transformed."
         return self.transform((self.dataset.images_from_factors(classes),))[0]
     def __len__(self)->int: return len(self.dataset)

@@ -109,8 +109,10 @@ class DSprites(GroundTruthDataset):
             raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
         self.supersample = int(supersample)
 
-    def images_from_factors(self, classes)->torch.Tensor:
-        "Render the (N, 1, 64, 64) binary images of (N, 5) factor classes."
+    def images_from_factors(self,
+        classes, # (N, 5) integer factor classes
+    )->torch.Tensor: # (N, 1, 64, 64) float32 in {0, 1}
+        "Render the binary images of factor classes."
         c = self.check_factors(classes)
         v = [vals[c[:, k]] for k, vals in enumerate(self.factor_values)]
         return render_sprites(c[:, 0], v[1], v[2], v[3], v[4], self.supersample)
@@ -235,8 +237,10 @@ class DSpritesFile(GroundTruthDataset):
         if self._imgs is None: self._imgs = read_npz_arrays(self.path, ['imgs'])['imgs']
         return self._imgs[idx]
 
-    def images_from_factors(self, classes)->torch.Tensor:
-        "The (N, 1, H, W) images of (N, 5) factor classes, read from the file; they must be 0/1."
+    def images_from_factors(self,
+        classes, # (N, 5) integer factor classes
+    )->torch.Tensor: # (N, 1, H, W) float32 in {0, 1}
+        "The images of factor classes, read from the file; they must be 0/1."
         c = self.check_factors(classes)
         x = self._rows(self.factors_to_index(c))
         if x.dtype not in (np.uint8, np.bool_) or (x.size and x.max() > 1):

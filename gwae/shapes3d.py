@@ -243,8 +243,10 @@ class Shapes3D(GroundTruthDataset):
         self.supersample, self.cache = int(supersample), cache
         self._passes, self._weights = {}, {}
 
-    def images_from_factors(self, classes)->torch.Tensor:
-        "Render the (N, 3, 64, 64) RGB images of (N, 6) factor classes."
+    def images_from_factors(self,
+        classes, # (N, 6) integer factor classes
+    )->torch.Tensor: # (N, 3, 64, 64) float32 RGB in [0, 1]
+        "Render the images of factor classes: the weight maps times the colours of the hues."
         c = self.check_factors(classes)
         w = self.layer_weights(c)
         hues = [torch.from_numpy(self.factor_values[k][c[:, k]]) for k in range(3)]
@@ -353,7 +355,9 @@ class Shapes3DFile(GroundTruthDataset):
             raise DataFileError(f"{path}: factor sizes {sizes}, expected {self.factor_sizes}")
         self.image_shape = (3, *images.shape[1:3])
 
-    def images_from_factors(self, classes)->torch.Tensor:
-        "The (N, 3, 64, 64) RGB images of (N, 6) factor classes, read from the file."
+    def images_from_factors(self,
+        classes, # (N, 6) integer factor classes
+    )->torch.Tensor: # (N, 3, 64, 64) float32 RGB in [0, 1]
+        "The images of factor classes, read from the file."
         x = h5_rows(self._h5()['images'], self.factors_to_index(classes), self.path)
         return torch.from_numpy(x).permute(0, 3, 1, 2).float().div_(255)
