@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .datafiles import DataFileError, ImageSet, _missing, data_folders
+from .datafiles import DataFileError, ImageSet, data_folders, missing_data_error
 
 # %% auto #0
 __all__ = ['CELEBA_SPLITS', 'celeba_crop_resize', 'load_celeba']
@@ -27,32 +27,62 @@ def celeba_crop_resize(
 )->Image.Image:
     "torchvision's `CenterCrop(crop)` then `Resize(size)` on a PIL image, without torchvision."
     w, h = img.size
-    if w < crop or h < crop: raise DataFileError(f"image of size {w}×{h} is smaller than the {crop}×{crop} crop")
+    if w < crop or h < crop:
+        raise DataFileError(f"image of size {w}×{h} is smaller than the {crop}×{crop} crop")
     left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
     return img.crop((left, top, left + crop, top + crop)).resize((size, size), Image.BILINEAR)
 
+# %% ../nbs/07e_celeba.ipynb #c65f2396
 class _CelebAReader:
-    def __init__(self, folder:Path, crop:int, size:int): self.folder, self.crop, self.size = folder, crop, size
+    "Reads one CelebA image by file name, as cropped and resized uint8 RGB."
+    def __init__(self, folder:Path, crop:int, size:int):
+        self.folder, self.crop, self.size = folder, crop, size
     def __call__(self, name:str)->np.ndarray:
         path = self.folder/name
         try:
-            with Image.open(path) as im: return np.asarray(celeba_crop_resize(im.convert('RGB'), self.crop, self.size))
+            with Image.open(path) as im:
+                return np.asarray(celeba_crop_resize(im.convert('RGB'), self.crop, self.size))
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise DataFileError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
 
+# %% ../nbs/07e_celeba.ipynb #9dd93f24
 def _read_table(path:Path, ncols:int, header_lines:int)->tuple[list[str], list[str], np.ndarray]:
-    "Header lines, file names and integer columns of a CelebA list file; any malformed line is an error."
+    "Header lines, file names and integer columns of a CelebA list file; bad lines are errors."
     lines = path.read_text().splitlines()
     head, names, rows = lines[:header_lines], [], []
     for no, line in enumerate(lines[header_lines:], header_lines + 1):
         parts = line.split()
         if not parts: continue
-        if len(parts) != ncols + 1: raise DataFileError(f"{path}:{no}: expected a file name and {ncols} values, got {len(parts)} fields")
+        if len(parts) != ncols + 1:
+            raise DataFileError(f"{path}:{no}: expected a file name and {ncols} values, "
+                                f"got {len(parts)} fields")
         try: rows.append([int(v) for v in parts[1:]])
-        except ValueError: raise DataFileError(f"{path}:{no}: non-integer value in {line!r}") from None
+        except ValueError:
+            raise DataFileError(f"{path}:{no}: non-integer value in {line!r}") from None
         names.append(parts[0])
     return head, names, np.array(rows, np.int64).reshape(-1, ncols)
 
+def _read_lists(folder:Path)->tuple[list[str], np.ndarray, list[str], np.ndarray]:
+    "Image names, partitions (N, 1), attribute names and attributes (N, 40) of a folder, checked."
+    _, pnames, part = _read_table(folder/'list_eval_partition.txt', 1, 0)
+    head, anames, attrs = _read_table(folder/'list_attr_celeba.txt', 40, 2)
+    at = folder/'list_attr_celeba.txt'
+    if not head or not head[0].strip().isdigit() or int(head[0]) != len(anames):
+        raise DataFileError(f"{at}: the first line must be the number of rows ({len(anames)}), "
+                            f"got {head[:1]}")
+    attr_names = head[1].split() if len(head) > 1 else []
+    if len(attr_names) != 40:
+        raise DataFileError(f"{at}: line 2 must name 40 attributes, got {len(attr_names)}")
+    if not np.isin(attrs, (-1, 1)).all():
+        raise DataFileError(f"{at}: attribute values must be -1 or 1")
+    if not np.isin(part, (0, 1, 2)).all():
+        raise DataFileError(f"{folder/'list_eval_partition.txt'}: partitions must be 0, 1 or 2")
+    if pnames != anames:
+        raise DataFileError(f"{folder}: list_eval_partition.txt and list_attr_celeba.txt list "
+                            "different images")
+    return pnames, part, attr_names, attrs
+
+# %% ../nbs/07e_celeba.ipynb #60882049
 def load_celeba(
     root:str|Path|None=None, # data root (see `data_root`)
     split:str='train', # 'train', 'valid', 'test' (the official partition) or 'all'
@@ -60,27 +90,23 @@ def load_celeba(
     size:int=64, # output side after the crop
     **kwargs, # `channels` for `ImageSet`
 )->ImageSet:
-    "Aligned CelebA with its 40 binary attributes as labels, centre-cropped and resized as in the GWAE code."
-    if split not in (*CELEBA_SPLITS, 'all'): raise ValueError(f"split must be one of {[*CELEBA_SPLITS, 'all']}, got {split!r}")
+    "CelebA labelled with its 40 binary attributes, cropped and resized as the GWAE code does."
+    if split not in (*CELEBA_SPLITS, 'all'):
+        raise ValueError(f"split must be one of {[*CELEBA_SPLITS, 'all']}, got {split!r}")
     looked = data_folders('celeba', root)
     folder = next((p for p in looked if (p/'img_align_celeba').is_dir()), None)
-    if folder is None: raise _missing('celeba', [p/'img_align_celeba' for p in looked], root)
+    if folder is None:
+        raise missing_data_error('celeba', [p/'img_align_celeba' for p in looked], root)
     for f in ('list_eval_partition.txt', 'list_attr_celeba.txt'):
-        if not (folder/f).exists(): raise _missing('celeba', [folder/f], root)
-    _, pnames, part = _read_table(folder/'list_eval_partition.txt', 1, 0)
-    head, anames, attrs = _read_table(folder/'list_attr_celeba.txt', 40, 2)
-    at = folder/'list_attr_celeba.txt'
-    if not head or not head[0].strip().isdigit() or int(head[0]) != len(anames):
-        raise DataFileError(f"{at}: the first line must be the number of rows ({len(anames)}), got {head[:1]}")
-    attr_names = head[1].split() if len(head) > 1 else []
-    if len(attr_names) != 40: raise DataFileError(f"{at}: line 2 must name 40 attributes, got {len(attr_names)}")
-    if not np.isin(attrs, (-1, 1)).all(): raise DataFileError(f"{at}: attribute values must be -1 or 1")
-    if not np.isin(part, (0, 1, 2)).all(): raise DataFileError(f"{folder/'list_eval_partition.txt'}: partitions must be 0, 1 or 2")
-    if pnames != anames: raise DataFileError(f"{folder}: list_eval_partition.txt and list_attr_celeba.txt list different images")
+        if not (folder/f).exists(): raise missing_data_error('celeba', [folder/f], root)
+    pnames, part, attr_names, attrs = _read_lists(folder)
     keep = np.ones(len(pnames), bool) if split == 'all' else part[:, 0] == CELEBA_SPLITS[split]
     names = [n for n, k in zip(pnames, keep) if k]
     present = set(os.listdir(folder/'img_align_celeba'))
     absent = [n for n in names if n not in present]
-    if absent: raise DataFileError(f"{folder/'img_align_celeba'}: {len(absent)} listed images are missing, e.g. {absent[:3]}; is the zip unpacked fully?")
+    if absent:
+        images = folder/'img_align_celeba'
+        raise DataFileError(f"{images}: {len(absent)} listed images are missing, "
+                            f"e.g. {absent[:3]}; is the zip unpacked fully?")
     return ImageSet(names, (attrs[keep] > 0).astype(np.int64), f'file:{folder}', tuple(attr_names),
                     reader=_CelebAReader(folder/'img_align_celeba', crop, size), **kwargs)

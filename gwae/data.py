@@ -7,11 +7,12 @@ Docs: https://gwae-dev.github.io/gwae/data.html.md"""
 # %% ../nbs/07_data.ipynb #aae7ff89
 from __future__ import annotations
 import math, random
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
@@ -20,18 +21,16 @@ __all__ = ['GroundTruthDataset', 'traversal_factors', 'image_grid', 'traversal_g
            'ImageTransform', 'split_idxs', 'Subset', 'BatchDataLoader', 'get_dls']
 
 # %% ../nbs/07_data.ipynb #3b713bb1
-def _check_rng(rng)->np.random.Generator|np.random.RandomState:
-    if isinstance(rng, (np.random.Generator, np.random.RandomState)): return rng
-    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool): return np.random.default_rng(int(rng))
-    raise ValueError(f"rng must be an np.random.Generator, an np.random.RandomState or an integer seed, got {type(rng).__name__}")
-
 class GroundTruthDataset(torch.utils.data.Dataset):
-    "A full grid of discrete factors with one image per combination; subclasses implement `images_from_factors`."
+    "A full grid of discrete factors, one image per combination; subclasses render the images."
     factor_names: tuple[str, ...] = ()
     factor_sizes: tuple[int, ...] = ()
     factor_values: tuple[np.ndarray, ...] = () # the real value of each class, one array per factor
     image_shape: tuple[int, int, int] = (1, 64, 64) # (C, H, W)
     source: str = 'generated' # 'generated' or 'file:<path>'
+
+    def __init__(self):
+        "A subclass sets the class attributes and implements `images_from_factors`."
 
     def images_from_factors(self,
         classes:np.ndarray, # (N, K) integer factor classes
@@ -40,116 +39,153 @@ class GroundTruthDataset(torch.utils.data.Dataset):
         raise NotImplementedError(f"{type(self).__name__} must implement images_from_factors")
 
     @property
-    def num_factors(self)->int: return len(self.factor_sizes)
+    def num_factors(self)->int:
+        "The number of factors $K$."
+        return len(self.factor_sizes)
 
     def __len__(self)->int: return math.prod(self.factor_sizes)
 
-    def check_factors(self,
-        classes, # (N, K) integer factor classes: array, tensor or nested list
-    )->np.ndarray: # the same classes as an (N, K) int64 array
-        "Validate factor classes (shape, integer dtype, range) and return them as an int64 array."
-        c = classes.detach().cpu().numpy() if isinstance(classes, torch.Tensor) else np.asarray(classes)
-        K = self.num_factors
-        if c.ndim != 2 or c.shape[1] != K:
-            raise ValueError(f"factor classes must have shape (N, {K}) for factors {self.factor_names}, got {c.shape}")
-        if c.size and not np.issubdtype(c.dtype, np.integer):
-            raise ValueError(f"factor classes must be integer class indices, got dtype {c.dtype}; "
-                             "map real values to classes first (e.g. with np.digitize against factor_values)")
-        c = c.astype(np.int64)
-        bad = (c < 0) | (c >= np.array(self.factor_sizes))
-        if bad.any():
-            n, k = np.argwhere(bad)[0]
-            raise ValueError(f"factor class out of range: row {n}, factor {self.factor_names[k]!r} is {c[n, k]}, "
-                             f"allowed 0..{self.factor_sizes[k] - 1}")
-        return c
-
-    def index_to_factors(self,
-        idx, # (N,) item indices in [0, len)
-    )->np.ndarray: # (N, K) int64 factor classes
-        "Factor classes of items in the official (row-major, last factor fastest) order."
-        i = np.asarray(idx)
-        if i.ndim != 1: raise ValueError(f"indices must be one-dimensional, got shape {i.shape}")
-        if i.size and not np.issubdtype(i.dtype, np.integer): raise ValueError(f"indices must be integers, got dtype {i.dtype}")
-        if i.size and (i.min() < 0 or i.max() >= len(self)):
-            raise ValueError(f"index out of range: indices must lie in 0..{len(self) - 1}, got {i.min()}..{i.max()}")
-        return np.stack(np.unravel_index(i.astype(np.int64), self.factor_sizes), axis=1).astype(np.int64).reshape(-1, self.num_factors)
-
-    def factors_to_index(self,
-        classes, # (N, K) integer factor classes
-    )->np.ndarray: # (N,) int64 item indices
-        "Item indices of factor classes; inverse of `index_to_factors`."
-        c = self.check_factors(classes)
-        return np.ravel_multi_index(tuple(c.T), self.factor_sizes).astype(np.int64)
-
-    def factors_to_values(self,
-        classes, # (N, K) integer factor classes
-    )->np.ndarray: # (N, K) float64 real factor values
-        "The real value of each factor class (angles, scales, hues ...)."
-        c = self.check_factors(classes)
-        return np.stack([np.asarray(v, dtype=np.float64)[c[:, k]] for k, v in enumerate(self.factor_values)], axis=1)
-
-    def sample_factors(self,
-        n:int, # number of draws
-        rng, # np.random.Generator, np.random.RandomState or integer seed
-    )->np.ndarray: # (n, K) int64 factor classes
-        "Draw factor classes uniformly and independently, column by column (disentanglement_lib's scheme)."
-        rng = _check_rng(rng)
-        if not isinstance(n, (int, np.integer)) or n < 0: raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
-        out = np.zeros((int(n), self.num_factors), dtype=np.int64)
-        for k, size in enumerate(self.factor_sizes): out[:, k] = draw(size, size=int(n))
-        return out
-
-    def sample(self,
-        n:int, # number of draws
-        rng, # np.random.Generator, np.random.RandomState or integer seed
-    )->tuple[torch.Tensor, np.ndarray]: # images (n, C, H, W) and their factor classes (n, K)
-        "Random images together with their factor classes."
-        f = self.sample_factors(n, rng)
-        return self.images_from_factors(f), f
-
-    def get_batch(self,
-        indices, # (N,) item indices
-    )->tuple[torch.Tensor, torch.Tensor]: # images (N, C, H, W) float32 and factor classes (N, K) int64
-        "The batched form of `__getitem__`: one vectorised render for many items."
-        f = self.index_to_factors(np.asarray(indices, dtype=np.int64).reshape(-1))
-        return self.images_from_factors(f), torch.from_numpy(f)
-
     def __getitem__(self, i:int)->tuple[torch.Tensor, torch.Tensor]:
         "Image (C, H, W) and factor classes (K,) of item `i` (negative `i` counts from the end)."
-        if not isinstance(i, (int, np.integer)) or isinstance(i, bool): raise TypeError(f"index must be an integer, got {type(i).__name__}")
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"index must be an integer, got {type(i).__name__}")
         n = len(self)
-        if not -n <= i < n: raise IndexError(f"index {i} out of range for {type(self).__name__} of length {n}")
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for {type(self).__name__} of length {n}")
         x, f = self.get_batch([int(i) % n])
         return x[0], f[0]
 
-    def __getitems__(self, indices:list[int])->list[tuple[torch.Tensor, torch.Tensor]]:
-        "Batch fetch used by `torch.utils.data.DataLoader` (one render per batch)."
-        x, f = self.get_batch(indices)
-        return list(zip(x, f))
-
     def __repr__(self)->str:
         grid = ' x '.join(f"{n}={s}" for n, s in zip(self.factor_names, self.factor_sizes))
-        return f"{type(self).__name__}({grid}, image_shape={self.image_shape}, source={self.source!r})"
+        return (f"{type(self).__name__}({grid}, image_shape={self.image_shape}, "
+                f"source={self.source!r})")
+
+# %% ../nbs/07_data.ipynb #4fa29e09
+@patch
+def check_factors(self:GroundTruthDataset,
+    classes, # (N, K) integer factor classes: array, tensor or nested list
+)->np.ndarray: # the same classes as an (N, K) int64 array
+    "Validate factor classes (shape, integer dtype, range) and return them as an int64 array."
+    c = classes.detach().cpu().numpy() if isinstance(classes, torch.Tensor) else np.asarray(classes)
+    K = self.num_factors
+    if c.ndim != 2 or c.shape[1] != K:
+        raise ValueError(f"factor classes must have shape (N, {K}) for factors "
+                         f"{self.factor_names}, got {c.shape}")
+    if c.size and not np.issubdtype(c.dtype, np.integer):
+        raise ValueError(f"factor classes must be integer class indices, got dtype {c.dtype}; "
+                         "map real values to classes first "
+                         "(e.g. with np.digitize against factor_values)")
+    c = c.astype(np.int64)
+    bad = (c < 0) | (c >= np.array(self.factor_sizes))
+    if bad.any():
+        n, k = np.argwhere(bad)[0]
+        raise ValueError(f"factor class out of range: row {n}, factor {self.factor_names[k]!r} is "
+                         f"{c[n, k]}, allowed 0..{self.factor_sizes[k] - 1}")
+    return c
+
+# %% ../nbs/07_data.ipynb #ff62a9c5
+@patch
+def index_to_factors(self:GroundTruthDataset,
+    idx, # (N,) item indices in [0, len)
+)->np.ndarray: # (N, K) int64 factor classes
+    "Factor classes of items in the official (row-major, last factor fastest) order."
+    i = np.asarray(idx)
+    if i.ndim != 1: raise ValueError(f"indices must be one-dimensional, got shape {i.shape}")
+    if i.size and not np.issubdtype(i.dtype, np.integer):
+        raise ValueError(f"indices must be integers, got dtype {i.dtype}")
+    if i.size and (i.min() < 0 or i.max() >= len(self)):
+        raise ValueError(f"index out of range: indices must lie in 0..{len(self) - 1}, "
+                         f"got {i.min()}..{i.max()}")
+    classes = np.stack(np.unravel_index(i.astype(np.int64), self.factor_sizes), axis=1)
+    return classes.astype(np.int64).reshape(-1, self.num_factors)
+
+@patch
+def factors_to_index(self:GroundTruthDataset,
+    classes, # (N, K) integer factor classes
+)->np.ndarray: # (N,) int64 item indices
+    "Item indices of factor classes; inverse of `index_to_factors`."
+    c = self.check_factors(classes)
+    return np.ravel_multi_index(tuple(c.T), self.factor_sizes).astype(np.int64)
+
+@patch
+def factors_to_values(self:GroundTruthDataset,
+    classes, # (N, K) integer factor classes
+)->np.ndarray: # (N, K) float64 real factor values
+    "The real value of each factor class (angles, scales, hues ...)."
+    c = self.check_factors(classes)
+    values = [np.asarray(v, dtype=np.float64)[c[:, k]] for k, v in enumerate(self.factor_values)]
+    return np.stack(values, axis=1)
+
+# %% ../nbs/07_data.ipynb #e8e986e3
+def _check_rng(rng)->np.random.Generator|np.random.RandomState:
+    if isinstance(rng, (np.random.Generator, np.random.RandomState)): return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise ValueError("rng must be an np.random.Generator, an np.random.RandomState or an integer "
+                     f"seed, got {type(rng).__name__}")
+
+@patch
+def sample_factors(self:GroundTruthDataset,
+    n:int, # number of draws
+    rng, # np.random.Generator, np.random.RandomState or integer seed
+)->np.ndarray: # (n, K) int64 factor classes
+    "Draw factor classes uniformly and independently, column by column (as disentanglement_lib)."
+    rng = _check_rng(rng)
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    draw = rng.integers if isinstance(rng, np.random.Generator) else rng.randint
+    out = np.zeros((int(n), self.num_factors), dtype=np.int64)
+    for k, size in enumerate(self.factor_sizes): out[:, k] = draw(size, size=int(n))
+    return out
+
+@patch
+def sample(self:GroundTruthDataset,
+    n:int, # number of draws
+    rng, # np.random.Generator, np.random.RandomState or integer seed
+)->tuple[torch.Tensor, np.ndarray]: # images (n, C, H, W) and their factor classes (n, K)
+    "Random images together with their factor classes."
+    f = self.sample_factors(n, rng)
+    return self.images_from_factors(f), f
+
+# %% ../nbs/07_data.ipynb #9e41e839
+@patch
+def get_batch(self:GroundTruthDataset,
+    indices, # (N,) item indices
+)->tuple[torch.Tensor, torch.Tensor]: # images (N, C, H, W) float32 and factor classes (N, K) int64
+    "The batched form of `__getitem__`: one vectorised render for many items."
+    f = self.index_to_factors(np.asarray(indices, dtype=np.int64).reshape(-1))
+    return self.images_from_factors(f), torch.from_numpy(f)
+
+@patch
+def __getitems__(self:GroundTruthDataset,
+    indices:list[int], # item indices
+)->list[tuple[torch.Tensor, torch.Tensor]]: # (image, factor classes) per item
+    "Batch fetch used by `torch.utils.data.DataLoader` (one render per batch)."
+    x, f = self.get_batch(indices)
+    return list(zip(x, f))
 
 # %% ../nbs/07_data.ipynb #71ddb0e2
 def traversal_factors(
     ds:GroundTruthDataset, # the dataset
-    base=None, # (K,) factor classes of the base sample; `None`: a random one drawn with `seed`
+    base:Sequence[int]|None=None, # (K,) factor classes of the base; `None`: drawn with `seed`
     n:int=5, # images per row (fewer for a factor with fewer classes)
     seed:int=0, # seed of the random base
 )->list[np.ndarray]: # one (n_k, K) class array per factor
-    "Factor classes of a traversal: row k is the base with factor k set to `n` classes spread evenly over its range."
-    if not isinstance(n, (int, np.integer)) or n < 1: raise ValueError(f"n must be a positive integer, got {n!r}")
-    b = ds.sample_factors(1, seed)[0] if base is None else ds.check_factors(np.asarray(base)[None])[0]
+    "Classes of a traversal: row k is the base with factor k at `n` classes spread over its range."
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    b = (ds.sample_factors(1, seed)[0] if base is None
+         else ds.check_factors(np.asarray(base)[None])[0])
     rows = []
     for k, size in enumerate(ds.factor_sizes):
-        r = np.tile(b, (min(n, size), 1)); r[:, k] = np.round(np.linspace(0, size - 1, len(r))).astype(np.int64)
+        r = np.tile(b, (min(n, size), 1))
+        r[:, k] = np.round(np.linspace(0, size - 1, len(r))).astype(np.int64)
         rows.append(r)
     return rows
 
+# %% ../nbs/07_data.ipynb #387c0e92
 def image_grid(
-    rows:Sequence[torch.Tensor], # one (n_i, C, H, W) batch in [0, 1] per row, C = 1 (grey) or 3 (RGB)
+    rows:Sequence[torch.Tensor], # one (n_i, C, H, W) batch in [0, 1] per row; C = 1 (grey) or 3
     titles:Sequence[Sequence[str]]|None=None, # a caption per image
     row_labels:Sequence[str]|None=None, # a label left of each row
     title:str|None=None, # figure title
@@ -158,30 +194,36 @@ def image_grid(
     "A grid of images, one batch per row, as a matplotlib `Figure` not registered with pyplot."
     from matplotlib.figure import Figure
     ncols, nrows = max(len(r) for r in rows), len(rows)
-    left, top, gap, vgap = (0.9 if row_labels else 0.05), (0.3 if title else 0.05), 0.05, (0.35 if titles else 0.05)
-    w, h = left + scale * (ncols + gap * (ncols - 1)) + 0.05, top + scale * (nrows + vgap * (nrows - 1)) + 0.05
+    left, top = (0.9 if row_labels else 0.05), (0.3 if title else 0.05)
+    gap, vgap = 0.05, (0.35 if titles else 0.05)
+    w = left + scale * (ncols + gap * (ncols - 1)) + 0.05
+    h = top + scale * (nrows + vgap * (nrows - 1)) + 0.05
     fig = Figure(figsize=(w, h))
-    fig.subplots_adjust(left=left / w, right=1 - 0.05 / w, top=1 - top / h, bottom=0.05 / h, wspace=gap, hspace=vgap)
+    fig.subplots_adjust(left=left / w, right=1 - 0.05 / w, top=1 - top / h, bottom=0.05 / h,
+                        wspace=gap, hspace=vgap)
     axs = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axs.flat: ax.axis('off')
     for i, r in enumerate(rows):
         for j, img in enumerate(r):
             x = img.detach().cpu().float()
-            axs[i, j].imshow(x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy(), cmap='gray', vmin=0, vmax=1,
-                             interpolation='nearest')
+            pixels = x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
+            axs[i, j].imshow(pixels, cmap='gray', vmin=0, vmax=1, interpolation='nearest')
             if titles: axs[i, j].set_title(titles[i][j], fontsize=5, pad=1)
-        if row_labels: axs[i, 0].text(-0.1, 0.5, row_labels[i], transform=axs[i, 0].transAxes, fontsize=6, ha='right', va='center')
+        if row_labels:
+            axs[i, 0].text(-0.1, 0.5, row_labels[i], transform=axs[i, 0].transAxes, fontsize=6,
+                           ha='right', va='center')
     if title: fig.suptitle(title, fontsize=7, y=1 - 0.05 / h, va='top')
     return fig
 
+# %% ../nbs/07_data.ipynb #937fa8a9
 def traversal_grid(
     ds:GroundTruthDataset, # the dataset
-    base=None, # (K,) factor classes of the base sample; `None`: a random one drawn with `seed`
+    base:Sequence[int]|None=None, # (K,) factor classes of the base; `None`: drawn with `seed`
     n:int=5, # images per row
     seed:int=0, # seed of the random base
     scale:float=0.6, # inches per image
 ):
-    "One row per factor, varying that factor from a base sample, captioned with the factor values; a `Figure`."
+    "One row per factor, varying it from a base sample, captioned with its values; a `Figure`."
     rows = traversal_factors(ds, base, n, seed)
     titles = [[f"{v:.3g}" for v in ds.factors_to_values(r)[:, k]] for k, r in enumerate(rows)]
     return image_grid([ds.images_from_factors(r) for r in rows], titles, ds.factor_names,
@@ -193,14 +235,17 @@ def resize_images(
     size:int|tuple[int, int], # output side, or (height, width)
 )->torch.Tensor: # (N, C, *size)
     "Resize a batch: area interpolation to shrink, bilinear to enlarge (pure torch)."
-    hw = (size, size) if isinstance(size, (int, np.integer)) else tuple(size) if isinstance(size, (tuple, list)) else ()
-    if len(hw) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in hw):
+    if isinstance(size, (int, np.integer)): hw = (size, size)
+    else: hw = tuple(size) if isinstance(size, (tuple, list)) else ()
+    sides = all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in hw)
+    if len(hw) != 2 or not sides:
         raise ValueError(f"size must be a positive integer or a (height, width) pair, got {size!r}")
     if x.ndim != 4: raise ValueError(f"images must have shape (N, C, H, W), got {tuple(x.shape)}")
     if tuple(x.shape[-2:]) == hw: return x
     if hw[0] <= x.shape[-2] and hw[1] <= x.shape[-1]: return F.interpolate(x, size=hw, mode='area')
     return F.interpolate(x, size=hw, mode='bilinear', align_corners=False).clamp(x.min(), x.max())
 
+# %% ../nbs/07_data.ipynb #8bcefa7b
 _LUMA = (0.299, 0.587, 0.114)
 
 def convert_channels(
@@ -215,10 +260,15 @@ def convert_channels(
     if c == 3: return (x * x.new_tensor(_LUMA)[None, :, None, None]).sum(1, keepdim=True)
     raise ValueError(f"can only convert 1- or 3-channel images, got {c} channels")
 
+# %% ../nbs/07_data.ipynb #578c1893
 class ImageTransform:
-    "Batch transform `(images, targets) -> (images, targets)`: to float in [0, 1], then resize and convert channels."
-    def __init__(self, size:int|tuple[int, int]|None=None, channels:int|None=None):
-        if channels is not None and channels not in (1, 3): raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    "Batch transform `(images, targets) -> (images, targets)`: to [0, 1], convert channels, resize."
+    def __init__(self,
+        size:int|tuple[int, int]|None=None, # output side or (height, width); `None` keeps the size
+        channels:int|None=None, # 1 or 3; `None` keeps the channels
+    ):
+        if channels is not None and channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
         if size is not None: resize_images(torch.zeros(1, 1, 1, 1), size)  # validates size
         self.size, self.channels = size, channels
 
@@ -241,7 +291,8 @@ def split_idxs(
     fr = np.asarray(fractions, dtype=np.float64)
     if fr.ndim != 1 or len(fr) < 1 or (fr < 0).any() or abs(fr.sum() - 1) > 1e-6:
         raise ValueError(f"fractions must be non-negative and sum to 1, got {tuple(fractions)}")
-    if not isinstance(n, (int, np.integer)) or n < 0: raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    if not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
     perm = np.random.default_rng(seed).permutation(int(n))
     cuts = np.round(np.cumsum(fr)[:-1] * n).astype(int)
     return tuple(np.split(perm, cuts))
@@ -249,55 +300,94 @@ def split_idxs(
 # %% ../nbs/07_data.ipynb #68213769
 class Subset(torch.utils.data.Dataset):
     "The items `idxs` of `dataset`, keeping its batched `get_batch` when it has one."
-    def __init__(self, dataset, idxs):
+    def __init__(self,
+        dataset:torch.utils.data.Dataset, # the full dataset
+        idxs:Sequence[int], # the items to keep, in this order
+    ):
         self.dataset, self.idxs = dataset, np.asarray(idxs, dtype=np.int64)
     def __len__(self)->int: return len(self.idxs)
     def __getitem__(self, i:int): return self.dataset[int(self.idxs[i])]
     @property
-    def batched(self)->bool: return hasattr(self.dataset, 'get_batch')
-    def get_batch(self, indices): return self.dataset.get_batch(self.idxs[np.asarray(indices, dtype=np.int64)])
+    def batched(self)->bool:
+        "Whether the dataset has a batched `get_batch`."
+        return hasattr(self.dataset, 'get_batch')
+    def get_batch(self,
+        indices:Sequence[int], # positions in the subset
+    ):
+        "The items `indices` of the subset, in one call of the dataset's `get_batch`."
+        return self.dataset.get_batch(self.idxs[np.asarray(indices, dtype=np.int64)])
 
+# %% ../nbs/07_data.ipynb #981bb45f
 class BatchDataLoader(DataLoader):
-    "fastai `DataLoader` that fetches a whole batch with the dataset's `get_batch` when the dataset has one."
+    "fastai `DataLoader` that fetches a whole batch with the dataset's `get_batch` when it has one."
+    def __init__(self,
+        dataset:torch.utils.data.Dataset|None=None, # one with `get_batch` is read by batches
+        bs:int|None=None, # batch size
+        *,
+        shuffle:bool=False, # a new random order each epoch (drawn from the loader's `rng`)
+        drop_last:bool=False, # drop the last incomplete batch
+        num_workers:int=0, # worker processes
+        after_batch:Callable|None=None, # batch transform, e.g. an `ImageTransform`
+        device:str|torch.device|None=None, # move batches to this device (`None`: leave them)
+        **kwargs, # the other arguments of fastai's `DataLoader` (`pin_memory`, `timeout`, ...)
+    ):
+        super().__init__(dataset, bs=bs, shuffle=shuffle, drop_last=drop_last,
+                         num_workers=num_workers, after_batch=after_batch, device=device, **kwargs)
+
     @property
-    def _batched(self)->bool: return getattr(self.dataset, 'batched', hasattr(self.dataset, 'get_batch'))
+    def _batched(self)->bool:
+        return getattr(self.dataset, 'batched', hasattr(self.dataset, 'get_batch'))
     def create_item(self, s): return s if self._batched else super().create_item(s)
-    def create_batch(self, b): return tuple(self.dataset.get_batch(b)) if self._batched else super().create_batch(b)
+    def create_batch(self, b):
+        return tuple(self.dataset.get_batch(b)) if self._batched else super().create_batch(b)
     def retain(self, res, b): return res if self._batched else super().retain(res, b)
 
+# %% ../nbs/07_data.ipynb #6b672abe
+def _loader_sets(dataset, splits, valid_pct:float, test_dataset, seed:int)->list[tuple]:
+    "(dataset, item indices) of each loader: the splits of `dataset`, then `test_dataset` whole."
+    if splits is None:
+        if not 0 <= valid_pct < 1:
+            raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct!r}")
+        splits = split_idxs(len(dataset), (1 - valid_pct, valid_pct), seed)
+    if not 2 <= len(splits) <= 3:
+        raise ValueError(f"splits must hold 2 or 3 index arrays (train, valid[, test]), "
+                         f"got {len(splits)}")
+    sets = [(dataset, np.asarray(s, dtype=np.int64)) for s in splits]
+    if test_dataset is not None:
+        if len(sets) == 3: raise ValueError("give a test split or a test_dataset, not both")
+        sets.append((test_dataset, np.arange(len(test_dataset))))
+    return sets
+
+# %% ../nbs/07_data.ipynb #611f7584
 def get_dls(
     dataset:torch.utils.data.Dataset, # map-style dataset of (image, target) items
     bs:int=64, # batch size
-    splits:Sequence[Sequence[int]]|None=None, # index arrays (train, valid[, test]); default: `valid_pct` at random
+    splits:Sequence[Sequence[int]]|None=None, # index arrays (train, valid[, test]); `None`: random
     valid_pct:float=0.1, # validation fraction when `splits` is None
-    test_dataset:torch.utils.data.Dataset|None=None, # a separate test set (e.g. MNIST's official one), used whole
+    test_dataset:torch.utils.data.Dataset|None=None, # a separate test set (MNIST's), used whole
     size:int|tuple[int, int]|None=None, # resize batches to this side (None: keep)
     channels:int|None=None, # convert batches to 1 or 3 channels (None: keep)
     seed:int=0, # seeds the random split, the subset and the training shuffle
     n_items:int|None=None, # keep at most this many items per split (a seeded random subset)
     num_workers:int=0, # worker processes per loader
     drop_last:bool=True, # drop the training set's last incomplete batch (when it has a full one)
-    device=None, # move batches to this device (None: leave them where they are made)
+    device:str|torch.device|None=None, # move batches to this device (None: leave them)
 )->DataLoaders: # train, valid[, test]; the test loader is `dls[2]` and `dls.test`
     "fastai `DataLoaders` with seeded splits and shuffling, resizing and channel conversion."
-    if not isinstance(bs, (int, np.integer)) or bs < 1: raise ValueError(f"bs must be a positive integer, got {bs!r}")
+    if not isinstance(bs, (int, np.integer)) or bs < 1:
+        raise ValueError(f"bs must be a positive integer, got {bs!r}")
     if n_items is not None and (not isinstance(n_items, (int, np.integer)) or n_items < 1):
         raise ValueError(f"n_items must be a positive integer or None, got {n_items!r}")
-    if splits is None:
-        if not 0 <= valid_pct < 1: raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct!r}")
-        splits = split_idxs(len(dataset), (1 - valid_pct, valid_pct), seed)
-    if not 2 <= len(splits) <= 3: raise ValueError(f"splits must hold 2 or 3 index arrays (train, valid[, test]), got {len(splits)}")
-    sets = [(dataset, np.asarray(s, dtype=np.int64)) for s in splits]
-    if test_dataset is not None:
-        if len(sets) == 3: raise ValueError("give a test split or a test_dataset, not both")
-        sets.append((test_dataset, np.arange(len(test_dataset))))
+    sets = _loader_sets(dataset, splits, valid_pct, test_dataset, seed)
     rng, tfm, loaders = np.random.default_rng(seed), ImageTransform(size, channels), []
     for i, (ds, idxs) in enumerate(sets):
         if len(idxs) and (idxs.min() < 0 or idxs.max() >= len(ds)):
             raise ValueError(f"split {i} has indices outside 0..{len(ds) - 1}")
-        if n_items is not None and len(idxs) > n_items: idxs = np.sort(rng.choice(idxs, n_items, replace=False))
+        if n_items is not None and len(idxs) > n_items:
+            idxs = np.sort(rng.choice(idxs, n_items, replace=False))
         train = i == 0
-        dl = BatchDataLoader(Subset(ds, idxs), bs=bs, shuffle=train, drop_last=train and drop_last and len(idxs) >= bs,
+        dl = BatchDataLoader(Subset(ds, idxs), bs=bs, shuffle=train,
+                             drop_last=train and drop_last and len(idxs) >= bs,
                              num_workers=num_workers, after_batch=tfm, device=device)
         dl.rng = random.Random(seed + i)
         loaders.append(dl)

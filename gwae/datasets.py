@@ -16,8 +16,9 @@ from torch import Tensor
 from fastai.data.core import DataLoaders
 
 from .core import Config, Registry, param
-from .data import GroundTruthDataset, ImageTransform, get_dls, image_grid, split_idxs, traversal_grid
-from .datafiles import DATASET_ALIASES, _missing, data_folders, load_mnist
+from .data import (GroundTruthDataset, ImageTransform, get_dls, image_grid, split_idxs,
+                       traversal_grid)
+from .datafiles import DATASET_ALIASES, data_folders, load_mnist, missing_data_error
 from .dsprites import DSPRITES_FILE, DSprites, DSpritesFile
 from .shapes3d import Shapes3D, Shapes3DFile
 from .omniglot import load_omniglot, omniglot_standin
@@ -28,88 +29,134 @@ __all__ = ['FILE_DATASETS', 'DATASETS', 'load', 'ImageDataConfig', 'InMemory', '
            'register_data', 'preview']
 
 # %% ../nbs/07f_datasets.ipynb #7d6b55da
-FILE_DATASETS = ('mnist', 'fashion_mnist', 'dsprites', 'shapes3d', 'omniglot', 'omniglot_standin', 'celeba')
+FILE_DATASETS = ('mnist', 'fashion_mnist', 'dsprites', 'shapes3d', 'omniglot', 'omniglot_standin',
+                 'celeba')
 
 def _find_file(name:str, root, filenames:Sequence[str])->Path:
+    "The first of `filenames` found in the data folders of dataset `name`."
     looked = [d/f for d in data_folders(name, root) for f in filenames]
     hit = next((p for p in looked if p.exists()), None)
-    if hit is None: raise _missing(name, looked, root)
+    if hit is None: raise missing_data_error(name, looked, root)
     return hit
 
 def load(
-    name:str, # one of `FILE_DATASETS` (or an alias: `fashion-mnist`, `3dshapes`, `omniglot-standin`)
+    name:str, # one of `FILE_DATASETS` or an alias (`3dshapes`, ...)
     root:str|Path|None=None, # data root (see `gwae.datafiles.data_root`)
-    split:str|None=None, # the dataset's split ('train'/'test', 'background'/'evaluation', ...); `None`: its default
-    **kwargs, # passed to the loader: `size`, `channels`, ... for labelled sets; none for `dsprites` and `shapes3d`
+    split:str|None=None, # its split ('train', 'evaluation', ...); `None`: its default
+    **kwargs, # loader options: `size`, `channels`, ... of labelled sets; none for ground truth
 ):
     "Open a dataset by name from its real files (or, for `omniglot_standin`, render it)."
     name = DATASET_ALIASES.get(name, name)
-    if name not in FILE_DATASETS: raise ValueError(f"unknown dataset {name!r}; known: {', '.join(FILE_DATASETS)}")
+    if name not in FILE_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(FILE_DATASETS)}")
     sp = {} if split is None else {'split': split}
-    if name in ('mnist', 'fashion_mnist'): return load_mnist(root, fashion=name == 'fashion_mnist', **sp, **kwargs)
+    if name in ('mnist', 'fashion_mnist'):
+        return load_mnist(root, fashion=name == 'fashion_mnist', **sp, **kwargs)
     if name == 'omniglot': return load_omniglot(root, **sp, **kwargs)
     if name == 'omniglot_standin': return omniglot_standin(**sp, **kwargs)
     if name == 'celeba': return load_celeba(root, **sp, **kwargs)
     if split is not None: raise ValueError(f"{name} has no splits; got split={split!r}")
-    if kwargs: raise ValueError(f"{name} takes no loader options, got {sorted(kwargs)}: its images stay as stored, "
-                                "resize and convert its batches with gwae.data.get_dls(ds, size=..., channels=...)")
-    if name == 'dsprites': return DSpritesFile(_find_file(name, root, [DSPRITES_FILE + '.hdf5', DSPRITES_FILE + '.npz']))
+    if kwargs:
+        raise ValueError(f"{name} takes no loader options, got {sorted(kwargs)}: its images stay "
+                         "as stored, resize and convert its batches with "
+                         "gwae.data.get_dls(ds, size=..., channels=...)")
+    if name == 'dsprites':
+        files = [DSPRITES_FILE + '.hdf5', DSPRITES_FILE + '.npz']
+        return DSpritesFile(_find_file(name, root, files))
     return Shapes3DFile(_find_file(name, root, ['3dshapes.h5']))
 
 # %% ../nbs/07f_datasets.ipynb #3e32ffd6
 @dataclass
 class ImageDataConfig(Config):
     "Settings of an image dataset: its source, split, subset, size and channels."
-    source: Literal['generated', 'file'] = param('generated', "dsprites/shapes3d only: generated on the official grid, or the official file under root")
-    root: str|None = param(None, 'data root for files (default: $GWAE_DATA, then ~/.cache/gwae/data)')
+    source: Literal['generated', 'file'] = param('generated',
+        "dsprites/shapes3d only: generated on the official grid, or the official file under root")
+    root: str|None = param(None,
+        'data root for files (default: $GWAE_DATA, then ~/.cache/gwae/data)')
     size: int|None = param(None, 'resize images to this side in pixels (null: native)', ge=8)
     channels: int|None = param(None, 'convert images to 1 or 3 channels (null: native)', ge=1, le=3)
     valid_pct: float = param(0.1, 'fraction of the items held out for validation', gt=0, lt=1)
-    n_train: int|None = param(None, 'a seeded random subset of the training items (null: all)', ge=1)
-    n_valid: int|None = param(None, 'a seeded random subset of the validation items (null: all)', ge=1)
+    n_train: int|None = param(None, 'a seeded random subset of the training items (null: all)',
+                              ge=1)
+    n_valid: int|None = param(None, 'a seeded random subset of the validation items (null: all)',
+                              ge=1)
     in_memory: bool = param(False, 'render/read the chosen items once and keep them in memory')
-    supersample: int|None = param(None, 'generated data: rendering sub-samples per pixel side (null: the dataset default)', ge=1)
+    supersample: int|None = param(None,
+        'generated data: rendering sub-samples per pixel side (null: the dataset default)', ge=1)
     num_workers: int = param(0, 'loader worker processes', ge=0)
 
+# %% ../nbs/07f_datasets.ipynb #c97d32fb
+def _items(dataset, idxs:np.ndarray)->tuple:
+    "Items `idxs` of `dataset` as stacked (images, targets): one `get_batch` call, or item by item."
+    if hasattr(dataset, 'get_batch'): return dataset.get_batch(idxs)
+    return tuple(torch.stack(t) for t in zip(*(dataset[int(j)] for j in idxs)))
+
 class InMemory(torch.utils.data.Dataset):
-    "Items of `dataset` rendered or read once, with the batched `get_batch` and the `source` of the original."
-    def __init__(self, dataset, idxs, chunk:int=512):
+    "Items of `dataset` kept in memory, with a batched `get_batch` and the original `source`."
+    def __init__(self,
+        dataset:torch.utils.data.Dataset, # a map-style dataset of (image, target) items
+        idxs:Sequence[int], # the items to keep, in this order
+        chunk:int=512, # items fetched per call
+    ):
         idxs = np.asarray(idxs, dtype=np.int64)
-        parts = [dataset.get_batch(idxs[i:i + chunk]) if hasattr(dataset, 'get_batch') else
-                 tuple(torch.stack(t) for t in zip(*(dataset[int(j)] for j in idxs[i:i + chunk]))) for i in range(0, len(idxs), chunk)]
-        self.x, self.y = torch.cat([p[0] for p in parts]), torch.cat([torch.as_tensor(p[1]) for p in parts])
+        parts = [_items(dataset, idxs[i:i + chunk]) for i in range(0, len(idxs), chunk)]
+        self.x = torch.cat([p[0] for p in parts])
+        self.y = torch.cat([torch.as_tensor(p[1]) for p in parts])
         self.source = getattr(dataset, 'source', 'unknown')
     def __len__(self)->int: return len(self.x)
     def __getitem__(self, i:int): return self.x[i], self.y[i]
-    def get_batch(self, indices): return self.x[indices], self.y[indices]
+    def get_batch(self,
+        indices, # positions among the kept items
+    ):
+        "The kept items `indices`, as (images, targets)."
+        return self.x[indices], self.y[indices]
 
+# %% ../nbs/07f_datasets.ipynb #7be58d51
 def image_dls(
     dataset, # a map-style dataset of (image, target) items
     cfg:ImageDataConfig, # split, subset, size and channel settings
     batch_size:int, # minibatch size
     seed:int, # seeds the split, the subsets and the in-memory copy
-    splits:tuple|None=None, # (train, valid) index arrays of a fixed partition; None: a seeded random `cfg.valid_pct`
+    splits:tuple|None=None, # (train, valid) indices of a fixed partition; None: random `valid_pct`
 )->DataLoaders:
     "Seeded train/valid `DataLoaders` of `dataset` following `cfg` (through `gwae.data.get_dls`)."
-    train, valid = splits if splits is not None else split_idxs(len(dataset), (1 - cfg.valid_pct, cfg.valid_pct), seed)
+    if splits is None: splits = split_idxs(len(dataset), (1 - cfg.valid_pct, cfg.valid_pct), seed)
+    train, valid = splits
     train, valid = np.asarray(train, dtype=np.int64), np.asarray(valid, dtype=np.int64)
     rng = np.random.default_rng(seed)
-    if cfg.n_train and cfg.n_train < len(train): train = np.sort(rng.choice(train, cfg.n_train, replace=False))
-    if cfg.n_valid and cfg.n_valid < len(valid): valid = np.sort(rng.choice(valid, cfg.n_valid, replace=False))
+    if cfg.n_train and cfg.n_train < len(train):
+        train = np.sort(rng.choice(train, cfg.n_train, replace=False))
+    if cfg.n_valid and cfg.n_valid < len(valid):
+        valid = np.sort(rng.choice(valid, cfg.n_valid, replace=False))
     if cfg.in_memory:
         dataset = InMemory(dataset, np.concatenate([train, valid]))
         train, valid = np.arange(len(train)), len(train) + np.arange(len(valid))
-    dls = get_dls(dataset, bs=batch_size, splits=(train, valid), size=cfg.size, channels=cfg.channels, seed=seed, num_workers=cfg.num_workers)
+    dls = get_dls(dataset, bs=batch_size, splits=(train, valid), size=cfg.size,
+                  channels=cfg.channels, seed=seed, num_workers=cfg.num_workers)
     dls.train.dataset.source = dls.valid.dataset.source = getattr(dataset, 'source', 'unknown')
     return dls
 
+# %% ../nbs/07f_datasets.ipynb #824ffdd6
 class SizedGroundTruth:
-    "A ground-truth dataset whose images pass through an `ImageTransform` (a run's `size` and `channels`)."
-    def __init__(self, dataset:GroundTruthDataset, transform:ImageTransform):
+    "A ground-truth dataset whose images pass through a run's size and channels."
+    def __init__(self,
+        dataset:GroundTruthDataset, # the dataset the metrics draw from
+        transform:ImageTransform, # the run's size and channels
+    ):
         self.dataset, self.transform = dataset, transform
-        self.factor_names, self.factor_sizes, self.source = dataset.factor_names, dataset.factor_sizes, dataset.source
-    def sample_factors(self, n:int, rng)->np.ndarray: return self.dataset.sample_factors(n, rng)
-    def images_from_factors(self, classes)->Tensor: return self.transform((self.dataset.images_from_factors(classes),))[0]
+        self.factor_names, self.factor_sizes = dataset.factor_names, dataset.factor_sizes
+        self.source = dataset.source
+    def sample_factors(self,
+        n:int, # number of draws
+        rng, # np.random.Generator, np.random.RandomState or integer seed
+    )->np.ndarray: # (n, K) int64 factor classes
+        "The dataset's `sample_factors`."
+        return self.dataset.sample_factors(n, rng)
+    def images_from_factors(self,
+        classes, # (N, K) integer factor classes
+    )->Tensor: # the images at the run's size and channels
+        "The dataset's images of `classes`, transformed."
+        return self.transform((self.dataset.images_from_factors(classes),))[0]
     def __len__(self)->int: return len(self.dataset)
     def __repr__(self)->str: return f"SizedGroundTruth({self.dataset!r}, {self.transform!r})"
 
@@ -119,7 +166,7 @@ class DataSpec:
     "How to build a registered dataset."
     config_cls:type # its `Config` subclass
     make_dls:Callable # `make_dls(cfg, batch_size, seed) -> DataLoaders`
-    ground_truth:Callable|None = None # `ground_truth(cfg)` -> the ground-truth dataset behind the data, for the metrics
+    ground_truth:Callable|None = None # `ground_truth(cfg)`: the ground-truth dataset, for metrics
 
 DATASETS = Registry('dataset')
 
@@ -127,7 +174,7 @@ def register_data(
     name:str, # the name configs use, e.g. 'dsprites'
     config_cls:type, # its `Config` subclass
     make_dls:Callable, # `make_dls(cfg, batch_size, seed) -> DataLoaders`
-    ground_truth:Callable|None=None, # `ground_truth(cfg)` -> the `GroundTruthDataset` behind the data, for the metrics
+    ground_truth:Callable|None=None, # `ground_truth(cfg)`: the `GroundTruthDataset`, for metrics
     aliases:Sequence[str]=(), # other accepted spellings
 )->DataSpec:
     "Make a dataset available to run configs and the command line under `name`."
@@ -135,15 +182,20 @@ def register_data(
 
 # %% ../nbs/07f_datasets.ipynb #d73291ca
 def _ground_truth(generated:type, file_name:str)->tuple[Callable, Callable]:
+    "`make_dls` and `ground_truth` of a dataset generated by `generated` or read from its file."
     def dataset(cfg:ImageDataConfig)->GroundTruthDataset:
         if cfg.source == 'file': return load(file_name, cfg.root)
         ds = generated(**({} if cfg.supersample is None else dict(supersample=cfg.supersample)))
-        return ds.prefill() if hasattr(ds, 'prefill') else ds  # Shapes3D: render its weight maps once (~1 s), no cold batches
-    def make(cfg:ImageDataConfig, batch_size:int, seed:int)->DataLoaders: return image_dls(dataset(cfg), cfg, batch_size, seed)
-    def ground_truth(cfg:ImageDataConfig)->SizedGroundTruth: return SizedGroundTruth(dataset(cfg), ImageTransform(cfg.size, cfg.channels))
+        return ds.prefill() if hasattr(ds, 'prefill') else ds  # Shapes3D: rendered once, ~1 s
+    def make(cfg:ImageDataConfig, batch_size:int, seed:int)->DataLoaders:
+        return image_dls(dataset(cfg), cfg, batch_size, seed)
+    def ground_truth(cfg:ImageDataConfig)->SizedGroundTruth:
+        return SizedGroundTruth(dataset(cfg), ImageTransform(cfg.size, cfg.channels))
     return make, ground_truth
 
+# %% ../nbs/07f_datasets.ipynb #d6e897d4
 def _files(name:str)->Callable:
+    "`make_dls` of a labelled set read by `load`."
     def make(cfg:ImageDataConfig, batch_size:int, seed:int)->DataLoaders:
         return image_dls(load(name, cfg.root), cfg, batch_size, seed)
     return make
@@ -152,20 +204,23 @@ def _celeba(cfg:ImageDataConfig, batch_size:int, seed:int)->DataLoaders:
     "CelebA with its official partition: `list_eval_partition.txt` decides train (0) and valid (1)."
     every = load('celeba', cfg.root, split='all')
     where = {name: i for i, name in enumerate(every.items)}
-    splits = [[where[n] for n in load('celeba', cfg.root, split=s).items] for s in ('train', 'valid')]
+    parts = [load('celeba', cfg.root, split=s) for s in ('train', 'valid')]
+    splits = [[where[n] for n in part.items] for part in parts]
     return image_dls(every, cfg, batch_size, seed, splits=splits)
 
+# %% ../nbs/07f_datasets.ipynb #34ce5363
 def _aliases(name:str)->list[str]: return [a for a, n in DATASET_ALIASES.items() if n == name]
 
 register_data('dsprites', ImageDataConfig, *_ground_truth(DSprites, 'dsprites'))
-register_data('shapes3d', ImageDataConfig, *_ground_truth(Shapes3D, 'shapes3d'), aliases=_aliases('shapes3d'))
+register_data('shapes3d', ImageDataConfig, *_ground_truth(Shapes3D, 'shapes3d'),
+              aliases=_aliases('shapes3d'))
 for _name in ('mnist', 'fashion_mnist', 'omniglot', 'omniglot_standin'):
     register_data(_name, ImageDataConfig, _files(_name), aliases=_aliases(_name))
 register_data('celeba', ImageDataConfig, _celeba)
 
 # %% ../nbs/07f_datasets.ipynb #5173048e
 def preview(
-    ds, # a dataset (`ImageSet`, `GroundTruthDataset`, any dataset of (image, label)), or a name for `load`
+    ds, # a dataset of (image, label) items, or a name for `load`
     root:str|Path|None=None, # data root when `ds` is a name
     n:int=16, # random items to show (when not a traversal)
     ncols:int=8, # grid columns (when not a traversal)
@@ -174,15 +229,18 @@ def preview(
     traversal:bool|None=None, # factor traversal; `None`: for ground-truth datasets
     out:str|Path|None=None, # also write the figure to this PNG file
 ):
-    "A factor traversal of a ground-truth dataset or random items of any dataset, titled with its source; a `Figure`."
+    "A factor traversal of a ground-truth dataset, or random items of any, titled with its source."
     if isinstance(ds, str): ds = load(ds, root)
     if traversal is None: traversal = isinstance(ds, GroundTruthDataset)
     if traversal:
-        if not isinstance(ds, GroundTruthDataset): raise ValueError(f"a traversal needs a GroundTruthDataset, got {type(ds).__name__}")
+        if not isinstance(ds, GroundTruthDataset):
+            raise ValueError(f"a traversal needs a GroundTruthDataset, got {type(ds).__name__}")
         fig = traversal_grid(ds, seed=seed, scale=scale)
     else:
-        idx = np.sort(np.random.default_rng(seed).choice(len(ds), size=min(n, len(ds)), replace=False))
+        idx = np.random.default_rng(seed).choice(len(ds), size=min(n, len(ds)), replace=False)
+        idx = np.sort(idx)
         x = torch.stack([ds[int(i)][0] for i in idx])
-        fig = image_grid([x[i:i + ncols] for i in range(0, len(x), ncols)], title=f"{type(ds).__name__}: {ds.source}", scale=scale)
+        rows = [x[i:i + ncols] for i in range(0, len(x), ncols)]
+        fig = image_grid(rows, title=f"{type(ds).__name__}: {ds.source}", scale=scale)
     if out is not None: fig.savefig(out)
     return fig

@@ -13,25 +13,26 @@ import numpy as np
 import torch
 
 from .data import GroundTruthDataset
-from .datafiles import DataFileError, _grid_from_classes, _h5_dataset, _h5_rows, _Lazy, _missing, _read_npz
+from .datafiles import (DataFileError, LazyH5, grid_from_classes, h5_dataset, h5_rows,
+                            missing_data_error, read_npz_arrays)
 
 # %% auto #0
 __all__ = ['DSPRITES_FILE', 'DSPRITES_LATENTS', 'render_sprites', 'DSprites', 'DSpritesFile']
 
 # %% ../nbs/07b_dsprites.ipynb #bb1b35dc
-_SQUARE_HALF = 9.6                    # px at scale 1: side 19.2, area 369
-_ELLIPSE_AXES = (7.35, 12.86)         # px at scale 1 (horizontal, vertical semi-axes): area 297, aspect 1.75
-_HEART_SCALE, _HEART_HALF, _HEART_RES = 0.63, 11.0, 512  # heart bitmap: [-11, 11]^2 px at 512^2 texels
+_SQUARE_HALF = 9.6             # px at scale 1: side 19.2, area 369
+_ELLIPSE_AXES = (7.35, 12.86)  # px at scale 1 (horizontal, vertical): area 297, aspect 1.75
+_HEART_SCALE, _HEART_HALF, _HEART_RES = 0.63, 11.0, 512  # bitmap: [-11, 11]^2 px at 512^2 texels
 
 def _heart_bitmap()->torch.Tensor:
-    "Inside-mask of the parametric heart on a fine grid (rows: v upwards from -11 px, columns: u from -11 px), built once."
+    "Inside-mask of the heart on a fine grid (rows: v up from -11 px, columns: u from -11 px)."
     global _HEART
     if _HEART is None:
         from matplotlib.path import Path
         t = np.linspace(0, 2 * np.pi, 721)
         x = 16 * np.sin(t) ** 3
         y = 13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)
-        x, y = _HEART_SCALE * x, _HEART_SCALE * (y - (y.max() + y.min()) / 2)  # centre the bounding box
+        x, y = _HEART_SCALE * x, _HEART_SCALE * (y - (y.max() + y.min()) / 2)  # centre the box
         g = (np.arange(_HEART_RES) + 0.5) / _HEART_RES * 2 * _HEART_HALF - _HEART_HALF
         u, v = np.meshgrid(g, g)
         inside = Path(np.stack([x, y], 1)).contains_points(np.stack([u.ravel(), v.ravel()], 1))
@@ -40,7 +41,7 @@ def _heart_bitmap()->torch.Tensor:
 _HEART = None
 
 def _inside_sprite(shape:int, u:torch.Tensor, v:torch.Tensor)->torch.Tensor:
-    "Whether sprite-frame points (u right, v up, px at scale 1) are inside shape 0 square, 1 ellipse or 2 heart."
+    "Whether points (u right, v up, px at scale 1) are inside shape 0 square, 1 ellipse or 2 heart."
     if shape == 0: return torch.maximum(u.abs(), v.abs()) <= _SQUARE_HALF
     if shape == 1: return (u / _ELLIPSE_AXES[0]) ** 2 + (v / _ELLIPSE_AXES[1]) ** 2 <= 1
     iu = ((u + _HEART_HALF) * (_HEART_RES / (2 * _HEART_HALF))).floor().long()
@@ -48,6 +49,27 @@ def _inside_sprite(shape:int, u:torch.Tensor, v:torch.Tensor)->torch.Tensor:
     ok = (iu >= 0) & (iu < _HEART_RES) & (iv >= 0) & (iv < _HEART_RES)
     return _heart_bitmap()[iv.clamp(0, _HEART_RES - 1), iu.clamp(0, _HEART_RES - 1)] & ok
 
+# %% ../nbs/07b_dsprites.ipynb #ea1df1c2
+_WINDOW = 32 # px: every sprite fits in this window about its centre
+
+def _sprite_frame(scale, angle, pos_x, pos_y, supersample:int):
+    "Sprite-frame coordinates (u, v) of the window's sub-pixels, (N, W*S, W*S), and its corner."
+    win, S = _WINDOW, supersample
+    cx = torch.from_numpy(16 + 32 * np.asarray(pos_x, np.float64)).float()
+    cy = torch.from_numpy(16 + 32 * np.asarray(pos_y, np.float64)).float()
+    x0, y0 = torch.floor(cx).long() - win // 2, torch.floor(cy).long() - win // 2  # in the canvas
+    sub = (torch.arange(win * S, dtype=torch.float32) + 0.5) / S
+    dx = (x0[:, None] + sub) - cx[:, None]  # (N, win*S) along columns
+    dy = cy[:, None] - (y0[:, None] + sub)  # (N, win*S) along rows, pointing up
+    a = np.mod(np.asarray(angle, np.float64), 2 * np.pi)  # 2*pi -> exactly 0: same image as angle 0
+    c = torch.from_numpy(np.cos(a)).float()[:, None, None]
+    s = torch.from_numpy(np.sin(a)).float()[:, None, None]
+    k = torch.from_numpy(np.asarray(scale, np.float64)).float()[:, None, None]
+    X, Y = dx[:, None, :], dy[:, :, None]
+    u, v = (X * c + Y * s) / k, (Y * c - X * s) / k  # rotate by -angle, then unscale
+    return u, v, x0, y0
+
+# %% ../nbs/07b_dsprites.ipynb #09bc8a6f
 def render_sprites(
     shape:np.ndarray, # (N,) int: 0 square, 1 ellipse, 2 heart
     scale:np.ndarray, # (N,) float: size relative to the largest sprite
@@ -57,19 +79,8 @@ def render_sprites(
     supersample:int=4, # sub-samples per pixel side
 )->torch.Tensor: # (N, 1, 64, 64) float32 in {0, 1}
     "Rasterise dSprites sprites analytically with supersampling (vectorised over the batch)."
-    N, win, S = len(shape), 32, supersample
-    cx = torch.from_numpy(16 + 32 * np.asarray(pos_x, np.float64)).float()
-    cy = torch.from_numpy(16 + 32 * np.asarray(pos_y, np.float64)).float()
-    x0, y0 = torch.floor(cx).long() - win // 2, torch.floor(cy).long() - win // 2  # window corner, inside the canvas
-    sub = (torch.arange(win * S, dtype=torch.float32) + 0.5) / S
-    dx = (x0[:, None] + sub) - cx[:, None]  # (N, win*S) along columns
-    dy = cy[:, None] - (y0[:, None] + sub)  # (N, win*S) along rows, pointing up
-    a = np.mod(np.asarray(angle, np.float64), 2 * np.pi)  # 2*pi -> exactly 0: same image as angle 0
-    c = torch.from_numpy(np.cos(a)).float()[:, None, None]
-    s = torch.from_numpy(np.sin(a)).float()[:, None, None]
-    k = torch.from_numpy(np.asarray(scale, np.float64)).float()[:, None, None]
-    X, Y = dx[:, None, :], dy[:, :, None]
-    u, v = (X * c + Y * s) / k, (Y * c - X * s) / k  # screen -> sprite frame (rotate by -angle, unscale)
+    N, win, S = len(shape), _WINDOW, supersample
+    u, v, x0, y0 = _sprite_frame(scale, angle, pos_x, pos_y, S)
     inside = torch.zeros(N, win * S, win * S, dtype=torch.bool)
     shape = np.asarray(shape)
     for sh in np.unique(shape):
@@ -84,7 +95,7 @@ def render_sprites(
 
 # %% ../nbs/07b_dsprites.ipynb #3b99b267
 class DSprites(GroundTruthDataset):
-    "dSprites generated on demand on the official factor grid (shape, scale, orientation, posX, posY)."
+    "dSprites generated on demand on the official grid (shape, scale, orientation, posX, posY)."
     factor_names = ('shape', 'scale', 'orientation', 'posX', 'posY')
     factor_sizes = (3, 6, 40, 32, 32)
     factor_values = (np.array([1., 2., 3.]), np.linspace(0.5, 1, 6), np.linspace(0, 2 * np.pi, 40),
@@ -98,8 +109,10 @@ class DSprites(GroundTruthDataset):
             raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
         self.supersample = int(supersample)
 
-    def images_from_factors(self, classes)->torch.Tensor:
-        "Render the (N, 1, 64, 64) binary images of (N, 5) factor classes."
+    def images_from_factors(self,
+        classes, # (N, 5) integer factor classes
+    )->torch.Tensor: # (N, 1, 64, 64) float32 in {0, 1}
+        "Render the binary images of factor classes."
         c = self.check_factors(classes)
         v = [vals[c[:, k]] for k, vals in enumerate(self.factor_values)]
         return render_sprites(c[:, 0], v[1], v[2], v[3], v[4], self.supersample)
@@ -110,101 +123,127 @@ DSPRITES_FILE = 'dsprites_ndarray_co1sh3sc6or40x32y32_64x64'
 DSPRITES_LATENTS = ('color', 'shape', 'scale', 'orientation', 'posX', 'posY')
 
 def _npy_header(f)->tuple[tuple, bool, np.dtype]:
-    "Shape, Fortran order and dtype from the header of an open `.npy` stream, leaving it at the data."
+    "Shape, Fortran order and dtype from the header of an open `.npy` stream, left at the data."
     version = np.lib.format.read_magic(f)
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    fmt = np.lib.format
+    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
     return read(f)
 
+# %% ../nbs/07b_dsprites.ipynb #d0a755f0
 class _RefusedGlobal(pickle.UnpicklingError):
     "A pickle asked for a function or class that `_MetadataUnpickler` does not allow."
 
 class _MetadataUnpickler(pickle.Unpickler):
-    "Unpickles dSprites' metadata: NumPy arrays and plain containers only; any other global is refused, never imported."
+    "Unpickles dSprites' metadata: NumPy arrays and plain containers; other globals are refused."
     _reconstruct = np.zeros(0).__reduce__()[0]  # the function NumPy pickles arrays with
-    allowed = {('numpy.core.multiarray', '_reconstruct'): _reconstruct, ('numpy._core.multiarray', '_reconstruct'): _reconstruct,
+    allowed = {('numpy.core.multiarray', '_reconstruct'): _reconstruct,
+               ('numpy._core.multiarray', '_reconstruct'): _reconstruct,
                ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
     def find_class(self, module:str, name:str):
         if (module, name) not in self.allowed: raise _RefusedGlobal(f"{module}.{name}")
         return self.allowed[module, name]
 
+# %% ../nbs/07b_dsprites.ipynb #d8f6ae95
+def _npz_latent_names(path:Path)->tuple[str, ...]:
+    "The latent names in a dSprites `.npz`, unpickled safely, or the official ones."
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if 'metadata.npy' not in zf.namelist(): return DSPRITES_LATENTS
+            with zf.open('metadata.npy') as f:
+                shape, _, dtype = _npy_header(f)
+                if dtype != object or shape != ():
+                    raise DataFileError(f"{path}: 'metadata' must be a pickled object "
+                                        f"(a 0-d object array), got {dtype} {shape}")
+                meta = _MetadataUnpickler(f, encoding='latin1').load()[()]
+    except DataFileError: raise
+    except _RefusedGlobal as e:
+        raise DataFileError(f"{path}: refused to unpickle 'metadata': it calls {e}, and dSprites "
+                            "metadata holds only NumPy arrays, dicts, tuples and strings; "
+                            "this is not the official file (nothing was run)") from None
+    except Exception as e:
+        msg = f"{path}: unreadable 'metadata' entry ({type(e).__name__}: {e})"
+        raise DataFileError(msg) from None
+    if not isinstance(meta, dict): meta = {}
+    names = meta.get('latents_names', DSPRITES_LATENTS)
+    return tuple(n.decode('latin1') if isinstance(n, bytes) else str(n) for n in names)
+
+# %% ../nbs/07b_dsprites.ipynb #24129396
+def _npz_image_shape(path:Path)->tuple[int, ...]:
+    "Shape of `imgs` from its .npy header, without decompressing the pixels."
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open('imgs.npy') as f: shape, _, dtype = _npy_header(f)
+    except KeyError: raise DataFileError(f"{path}: missing array 'imgs'") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise DataFileError(f"{path}: damaged 'imgs' entry ({e})") from None
+    if dtype not in (np.uint8, np.bool_):
+        raise DataFileError(f"{path}: 'imgs' must be uint8 or bool, got {dtype}")
+    return shape
+
+def _npz_latents(path:Path)->tuple:
+    "Classes, values, names and image shape of a dSprites `.npz`."
+    a = read_npz_arrays(path, ['latents_classes', 'latents_values'])
+    classes, values = a['latents_classes'], a['latents_values']
+    return classes, values, _npz_latent_names(path), _npz_image_shape(path)
+
+def _h5_latents(f, path:Path)->tuple:
+    "Classes, values, names and image shape of an open dSprites `.hdf5`."
+    classes = h5_dataset(f, 'latents/classes', path)[()]
+    values = h5_dataset(f, 'latents/values', path)[()]
+    return classes, values, DSPRITES_LATENTS, h5_dataset(f, 'imgs', path).shape
+
+def _check_latents(classes:np.ndarray, values:np.ndarray, names:tuple, shape:tuple, where:str):
+    "Integer classes and float values of one shape (N, K), K names, N images."
+    integer = np.issubdtype(classes.dtype, np.integer)
+    if classes.ndim != 2 or values.shape != classes.shape or not integer:
+        raise DataFileError(f"{where}: latents must be integer classes and float values of one "
+                            f"shape (N, 6), got {classes.dtype} {classes.shape} and {values.dtype} "
+                            f"{values.shape}")
+    if len(names) != classes.shape[1]:
+        raise DataFileError(f"{where}: {classes.shape[1]} latents but {len(names)} names")
+    if len(shape) != 3 or shape[0] != len(classes):
+        raise DataFileError(f"{where}: images must be (N, H, W) with N = {len(classes)} latent "
+                            f"rows, got {tuple(shape)}")
+
+# %% ../nbs/07b_dsprites.ipynb #5b3645d1
 class DSpritesFile(GroundTruthDataset):
-    "The real dSprites from its `.npz` or `.hdf5` file, on its own factor grid, images read lazily where possible."
+    "The real dSprites from its `.npz` or `.hdf5` file, on the file's own factor grid."
     def __init__(self,
         path:str|Path, # the `.npz` or `.hdf5` file
     ):
         path = Path(path)
-        if not path.exists(): raise _missing('dsprites', [path], path.parent)
+        if not path.exists(): raise missing_data_error('dsprites', [path], path.parent)
         self.path, self.source, self._imgs = path, f'file:{path}', None
         if path.suffix in ('.h5', '.hdf5'):
-            self._h5 = _Lazy(path)
-            f = self._h5()
-            classes = _h5_dataset(f, 'latents/classes', path)[()]
-            values = _h5_dataset(f, 'latents/values', path)[()]
-            shape = _h5_dataset(f, 'imgs', path).shape
-            names = DSPRITES_LATENTS
+            self._h5 = LazyH5(path)
+            classes, values, names, shape = _h5_latents(self._h5(), path)
         elif path.suffix == '.npz':
             self._h5 = None
-            a = _read_npz(path, ['latents_classes', 'latents_values'])
-            classes, values, names = a['latents_classes'], a['latents_values'], self._names_from_metadata(path)
-            shape = self._npz_image_shape(path)
+            classes, values, names, shape = _npz_latents(path)
         else: raise DataFileError(f"{path}: expected a .npz or .hdf5 dSprites file")
-        where = str(path)
-        if classes.ndim != 2 or values.shape != classes.shape or not np.issubdtype(classes.dtype, np.integer):
-            raise DataFileError(f"{where}: latents must be integer classes and float values of one shape (N, 6), "
-                                f"got {classes.dtype} {classes.shape} and {values.dtype} {values.shape}")
-        if len(names) != classes.shape[1]: raise DataFileError(f"{where}: {classes.shape[1]} latents but {len(names)} names")
-        if len(shape) != 3 or shape[0] != len(classes):
-            raise DataFileError(f"{where}: images must be (N, H, W) with N = {len(classes)} latent rows, got {tuple(shape)}")
-        sizes, grid = _grid_from_classes(classes.astype(np.int64), values.astype(np.float64), names, where)
+        _check_latents(classes, values, names, shape, str(path))
+        classes, values = classes.astype(np.int64), values.astype(np.float64)
+        sizes, grid = grid_from_classes(classes, values, names, str(path))
         self._keep = [k for k, s in enumerate(sizes) if s > 1]
         self.factor_names = tuple(names[k] for k in self._keep)
         self.factor_sizes = tuple(sizes[k] for k in self._keep)
         self.factor_values = tuple(grid[k] for k in self._keep)
         self.image_shape = (1, *shape[1:])
 
-    def __getstate__(self): return {**self.__dict__, '_imgs': None}  # workers reload rather than copy 3 GB
-
-    @staticmethod
-    def _names_from_metadata(path:Path)->tuple[str, ...]:
-        # The one place a real dataset format needs unpickling: dSprites' `metadata.npy` is a 0-d object array holding a
-        # Python-2 pickled dict, whose byte strings (also the arrays' raw data) decode only with encoding='latin1'.
-        # It is safe because `_MetadataUnpickler` resolves only NumPy's array constructors: a pickle runs code only
-        # through the globals it names, and any other global stops the load before it is imported or called.
-        try:
-            with zipfile.ZipFile(path) as zf:
-                if 'metadata.npy' not in zf.namelist(): return DSPRITES_LATENTS
-                with zf.open('metadata.npy') as f:
-                    shape, _, dtype = _npy_header(f)
-                    if dtype != object or shape != ():
-                        raise DataFileError(f"{path}: 'metadata' must be a pickled object (a 0-d object array), got {dtype} {shape}")
-                    meta = _MetadataUnpickler(f, encoding='latin1').load()[()]
-        except DataFileError: raise
-        except _RefusedGlobal as e:
-            raise DataFileError(f"{path}: refused to unpickle 'metadata': it calls {e}, and dSprites metadata holds only "
-                                "NumPy arrays, dicts, tuples and strings; this is not the official file (nothing was run)") from None
-        except Exception as e: raise DataFileError(f"{path}: unreadable 'metadata' entry ({type(e).__name__}: {e})") from None
-        names = meta.get('latents_names', DSPRITES_LATENTS) if isinstance(meta, dict) else DSPRITES_LATENTS
-        return tuple(n.decode('latin1') if isinstance(n, bytes) else str(n) for n in names)
-
-    @staticmethod
-    def _npz_image_shape(path:Path)->tuple[int, ...]:
-        "Shape of `imgs` from its .npy header, without decompressing the pixels."
-        try:
-            with zipfile.ZipFile(path) as zf, zf.open('imgs.npy') as f: shape, _, dtype = _npy_header(f)
-        except KeyError: raise DataFileError(f"{path}: missing array 'imgs'") from None
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-            raise DataFileError(f"{path}: damaged 'imgs' entry ({e})") from None
-        if dtype not in (np.uint8, np.bool_): raise DataFileError(f"{path}: 'imgs' must be uint8 or bool, got {dtype}")
-        return shape
+    def __getstate__(self): return {**self.__dict__, '_imgs': None}  # workers reload, not copy 3 GB
 
     def _rows(self, idx:np.ndarray)->np.ndarray:
-        if self._h5 is not None: return _h5_rows(self._h5()['imgs'], idx, self.path)
-        if self._imgs is None: self._imgs = _read_npz(self.path, ['imgs'])['imgs']
+        "Images `idx` of the file, in any order."
+        if self._h5 is not None: return h5_rows(self._h5()['imgs'], idx, self.path)
+        if self._imgs is None: self._imgs = read_npz_arrays(self.path, ['imgs'])['imgs']
         return self._imgs[idx]
 
-    def images_from_factors(self, classes)->torch.Tensor:
+    def images_from_factors(self,
+        classes, # (N, 5) integer factor classes
+    )->torch.Tensor: # (N, 1, H, W) float32 in {0, 1}
+        "The images of factor classes, read from the file; they must be 0/1."
         c = self.check_factors(classes)
         x = self._rows(self.factors_to_index(c))
         if x.dtype not in (np.uint8, np.bool_) or (x.size and x.max() > 1):
-            raise DataFileError(f"{self.path}: dSprites images must be 0/1 (uint8 or bool), got {x.dtype} with max {x.max()}")
+            raise DataFileError(f"{self.path}: dSprites images must be 0/1 (uint8 or bool), "
+                                f"got {x.dtype} with max {x.max()}")
         return torch.from_numpy(x.astype(np.float32))[:, None]

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 
-from .datafiles import DataFileError, ImageSet, _missing, data_folders
+from .datafiles import DataFileError, ImageSet, data_folders, missing_data_error
 
 # %% auto #0
 __all__ = ['OMNIGLOT_SPLITS', 'STANDIN_SCRIPTS', 'STANDIN_FONTS', 'load_omniglot', 'omniglot_standin']
@@ -31,17 +31,8 @@ class _PngReader:
 
 OMNIGLOT_SPLITS = {'background': 'images_background', 'evaluation': 'images_evaluation'}
 
-def load_omniglot(
-    root:str|Path|None=None, # data root (see `data_root`)
-    split:str='evaluation', # 'background' (the training set) or 'evaluation' (the test set)
-    invert:bool=False, # white strokes on black (as MNIST) instead of the files' black on white
-    **kwargs, # `size`, `channels` for `ImageSet`
-)->ImageSet:
-    "Omniglot from its official folders, as an `ImageSet` labelled `(character, alphabet)`."
-    if split not in OMNIGLOT_SPLITS: raise ValueError(f"split must be one of {list(OMNIGLOT_SPLITS)}, got {split!r}")
-    looked = [d/OMNIGLOT_SPLITS[split] for d in data_folders('omniglot', root)]
-    folder = next((p for p in looked if p.is_dir()), None)
-    if folder is None: raise _missing('omniglot', looked, root)
+def _omniglot_files(folder:Path)->tuple[list, list, list, list]:
+    "A split folder's PNGs, their (character, alphabet) labels, the alphabet and character names."
     files, labels, alphabets, characters = [], [], [], []
     for a in sorted(p for p in folder.iterdir() if p.is_dir()):
         for c in sorted(p for p in a.iterdir() if p.is_dir()):
@@ -51,23 +42,46 @@ def load_omniglot(
             labels += [(len(characters), len(alphabets))]*len(pngs)
             characters.append(f"{a.name}/{c.name}")
         alphabets.append(a.name)
-    if not files: raise DataFileError(f"{folder}: no ALPHABET/characterNN/*.png images; is the zip unpacked fully?")
+    if not files:
+        raise DataFileError(f"{folder}: no ALPHABET/characterNN/*.png images; "
+                            "is the zip unpacked fully?")
+    return files, labels, alphabets, characters
+
+# %% ../nbs/07d_omniglot.ipynb #5a905a3f
+def load_omniglot(
+    root:str|Path|None=None, # data root (see `data_root`)
+    split:str='evaluation', # 'background' (the training set) or 'evaluation' (the test set)
+    invert:bool=False, # white strokes on black (as MNIST) instead of the files' black on white
+    **kwargs, # `size`, `channels` for `ImageSet`
+)->ImageSet:
+    "Omniglot from its official folders, as an `ImageSet` labelled `(character, alphabet)`."
+    if split not in OMNIGLOT_SPLITS:
+        raise ValueError(f"split must be one of {list(OMNIGLOT_SPLITS)}, got {split!r}")
+    looked = [d/OMNIGLOT_SPLITS[split] for d in data_folders('omniglot', root)]
+    folder = next((p for p in looked if p.is_dir()), None)
+    if folder is None: raise missing_data_error('omniglot', looked, root)
+    files, labels, alphabets, characters = _omniglot_files(folder)
     return ImageSet(files, np.array(labels, np.int64), f'file:{folder}', ('character', 'alphabet'),
-                    reader=_PngReader('L', invert), classes={'character': characters, 'alphabet': alphabets}, **kwargs)
+                    reader=_PngReader('L', invert),
+                    classes={'character': characters, 'alphabet': alphabets}, **kwargs)
 
 # %% ../nbs/07d_omniglot.ipynb #64ed7337
-STANDIN_SCRIPTS = {  # script -> Unicode ranges of its letters; split like Omniglot into background / evaluation
+STANDIN_SCRIPTS = {  # script -> Unicode ranges of its letters; split like Omniglot's alphabets
     'background': {'Latin': [(0x41, 0x5A)], 'Greek': [(0x391, 0x3A9)], 'Cyrillic': [(0x410, 0x42F)],
-                   'Armenian': [(0x531, 0x556)], 'Hebrew': [(0x5D0, 0x5EA)], 'Arabic': [(0x627, 0x64A)],
-                   'Georgian (Mkhedruli)': [(0x10D0, 0x10F0)], 'Canadian Syllabics (Inuktitut)': [(0x1401, 0x1440)]},
-    'evaluation': {'Tifinagh': [(0x2D30, 0x2D65)], 'N\'Ko': [(0x7CA, 0x7EA)], 'Lisu': [(0xA4D0, 0xA4F7)],
-                   'Lao': [(0xE81, 0xEAE)], 'Ogham': [(0x1681, 0x169A)], 'Georgian (Asomtavruli)': [(0x10A0, 0x10C5)],
-                   'Coptic': [(0x3E2, 0x3EF)], 'Canadian Syllabics (Ojibwe)': [(0x1441, 0x1480)]},
+                   'Armenian': [(0x531, 0x556)], 'Hebrew': [(0x5D0, 0x5EA)],
+                   'Arabic': [(0x627, 0x64A)], 'Georgian (Mkhedruli)': [(0x10D0, 0x10F0)],
+                   'Canadian Syllabics (Inuktitut)': [(0x1401, 0x1440)]},
+    'evaluation': {'Tifinagh': [(0x2D30, 0x2D65)], 'N\'Ko': [(0x7CA, 0x7EA)],
+                   'Lisu': [(0xA4D0, 0xA4F7)], 'Lao': [(0xE81, 0xEAE)], 'Ogham': [(0x1681, 0x169A)],
+                   'Georgian (Asomtavruli)': [(0x10A0, 0x10C5)], 'Coptic': [(0x3E2, 0x3EF)],
+                   'Canadian Syllabics (Ojibwe)': [(0x1441, 0x1480)]},
 }
-STANDIN_FONTS = ('DejaVuSans.ttf', 'DejaVuSans-Bold.ttf', 'DejaVuSans-Oblique.ttf', 'DejaVuSerif.ttf',
-                 'DejaVuSerif-Bold.ttf', 'DejaVuSerif-Italic.ttf', 'DejaVuSansMono.ttf', 'DejaVuSansMono-Bold.ttf')
+STANDIN_FONTS = ('DejaVuSans.ttf', 'DejaVuSans-Bold.ttf', 'DejaVuSans-Oblique.ttf',
+                 'DejaVuSerif.ttf', 'DejaVuSerif-Bold.ttf', 'DejaVuSerif-Italic.ttf',
+                 'DejaVuSansMono.ttf', 'DejaVuSansMono-Bold.ttf')
 
 def _font_paths(fonts:Sequence[str|Path]|None)->list[Path]:
+    "The font files: names in matplotlib's font folder or absolute paths; all must exist."
     import matplotlib
     base = Path(matplotlib.get_data_path())/'fonts'/'ttf'
     paths = [Path(f) if Path(f).is_absolute() else base/f for f in (fonts or STANDIN_FONTS)]
@@ -76,14 +90,41 @@ def _font_paths(fonts:Sequence[str|Path]|None)->list[Path]:
     return paths
 
 def _cmap(path:Path)->set[int]:
+    "The code points a font has glyphs for."
     from fontTools.ttLib import TTFont
     return set(TTFont(path, lazy=True).getBestCmap())
 
+# %% ../nbs/07d_omniglot.ipynb #aac5c550
+def _random_affine(big:Image.Image, rng:np.random.Generator, size:int)->np.ndarray:
+    "A random rotation, shear, scale and shift of a glyph drawn on a 2·size canvas, as floats."
+    S = size
+    a, sh = np.deg2rad(rng.uniform(-12, 12)), rng.uniform(-0.2, 0.2)
+    sc = rng.uniform(0.85, 1.1)
+    rotation = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    A = rotation @ np.array([[1, sh], [0, 1]]) / sc
+    c_out, c_in = np.array([S/2, S/2]) + rng.uniform(-5, 5, 2), np.array([S, S])
+    off = c_in - A @ c_out  # output pixel p samples input A p + off
+    coefficients = (A[0, 0], A[0, 1], off[0], A[1, 0], A[1, 1], off[1])
+    img = big.transform((S, S), Image.AFFINE, coefficients, Image.BILINEAR)
+    return np.asarray(img, np.float32) / 255
+
+def _elastic(g:np.ndarray, rng:np.random.Generator)->np.ndarray:
+    "`g` displaced by a smooth random field (Gaussian-filtered noise, up to a few pixels)."
+    from scipy.ndimage import gaussian_filter, map_coordinates
+    S = len(g)
+    yy, xx = np.mgrid[0:S, 0:S].astype(np.float32)
+    d = [gaussian_filter(rng.standard_normal((S, S)).astype(np.float32), 8) * 60 for _ in range(2)]
+    return map_coordinates(g, [yy + d[0], xx + d[1]], order=1, mode='constant')
+
+# %% ../nbs/07d_omniglot.ipynb #baf447ae
 class _GlyphRenderer:
-    "Renders item `i` of the stand-in: character `i // drawers`, drawer `i % drawers`, deterministically."
+    "Renders item `i` of the stand-in: character `i // drawers` by drawer `i % drawers`."
     size = 105 # Omniglot's image side
-    def __init__(self, chars:list[str], faces:list[list[Path]], drawers:int, seed:int, invert:bool=False):
-        self.chars, self.faces, self.drawers, self.seed, self.invert, self._fonts = chars, faces, drawers, seed, invert, {}
+    def __init__(self, chars:list[str], faces:list[list[Path]], drawers:int, seed:int,
+                 invert:bool=False):
+        self.chars, self.faces, self.drawers, self.seed = chars, faces, drawers, seed
+        self.invert = invert
+        self._fonts = {}
 
     def __getstate__(self): return {**self.__dict__, '_fonts': {}}
 
@@ -92,51 +133,53 @@ class _GlyphRenderer:
         return self._fonts[path, px]
 
     def __call__(self, i:int)->np.ndarray:
-        from scipy.ndimage import gaussian_filter, map_coordinates
         ch, n = divmod(int(i), self.drawers)
         rng = np.random.default_rng([self.seed, ch, n])
         S = self.size
         face = self.faces[ch][rng.integers(len(self.faces[ch]))]
         big = Image.new('L', (2*S, 2*S), 0)
-        ImageDraw.Draw(big).text((S, S), self.chars[ch], fill=255, font=self._font(face, int(S*0.62)), anchor='mm')
-        a, sh = np.deg2rad(rng.uniform(-12, 12)), rng.uniform(-0.2, 0.2)
-        sc = rng.uniform(0.85, 1.1)
-        A = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) @ np.array([[1, sh], [0, 1]]) / sc
-        c_out, c_in = np.array([S/2, S/2]) + rng.uniform(-5, 5, 2), np.array([S, S])
-        off = c_in - A @ c_out  # output pixel p samples input A p + off
-        img = big.transform((S, S), Image.AFFINE, (A[0, 0], A[0, 1], off[0], A[1, 0], A[1, 1], off[1]), Image.BILINEAR)
-        g = np.asarray(img, np.float32) / 255
-        yy, xx = np.mgrid[0:S, 0:S].astype(np.float32)
-        d = [gaussian_filter(rng.standard_normal((S, S)).astype(np.float32), 8) * 60 for _ in range(2)]
-        g = map_coordinates(g, [yy + d[0], xx + d[1]], order=1, mode='constant')
+        font = self._font(face, int(S*0.62))
+        ImageDraw.Draw(big).text((S, S), self.chars[ch], fill=255, font=font, anchor='mm')
+        g = _elastic(_random_affine(big, rng, S), rng)
         g = g > rng.choice([0.25, 0.5, 0.75])  # threshold: thicker or thinner strokes
-        return np.where(g != self.invert, 0, 255).astype(np.uint8)  # black strokes on white, as Omniglot's PNGs
+        return np.where(g != self.invert, 0, 255).astype(np.uint8)  # black on white, as Omniglot
 
-def omniglot_standin(
-    split:str='evaluation', # 'background' or 'evaluation' scripts (disjoint)
-    drawers:int=20, # renderings per character (Omniglot has 20 drawers)
-    max_chars:int|None=None, # keep at most this many characters per script (`None`: all the fonts have)
-    seed:int=0, # the same seed gives the same images
-    fonts:Sequence[str|Path]|None=None, # font files (names in matplotlib's font folder, or absolute paths)
-    invert:bool=False, # white strokes on black instead of black on white
-    **kwargs, # `size`, `channels` for `ImageSet` (images are rendered at Omniglot's 105×105)
-)->ImageSet:
-    "A labelled Omniglot stand-in rendered from font glyphs of many scripts; `source='generated:omniglot_standin'`."
-    if split not in STANDIN_SCRIPTS: raise ValueError(f"split must be one of {list(STANDIN_SCRIPTS)}, got {split!r}")
-    if drawers < 1: raise ValueError(f"drawers must be >= 1, got {drawers}")
-    paths = _font_paths(fonts)
+# %% ../nbs/07d_omniglot.ipynb #a6e4edb3
+def _standin_characters(split:str, paths:list[Path], drawers:int, max_chars:int|None)->tuple:
+    "The split's characters, the faces that have each, the labels of their renderings, the scripts."
     cmaps = {p: _cmap(p) for p in paths}
     chars, faces, labels, alphabets = [], [], [], []
     for script, ranges in STANDIN_SCRIPTS[split].items():
         letters = [chr(c) for lo, hi in ranges for c in range(lo, hi + 1)
-                   if unicodedata.category(chr(c)).startswith('L') and any(c in m for m in cmaps.values())]
+                   if unicodedata.category(chr(c)).startswith('L')
+                   and any(c in m for m in cmaps.values())]
         if not letters: continue
         for ch in letters[:max_chars]:
             chars.append(ch)
             faces.append([p for p in paths if ord(ch) in cmaps[p]])
             labels += [(len(chars) - 1, len(alphabets))]*drawers
         alphabets.append(script)
-    if not chars: raise ValueError(f"none of the fonts {[p.name for p in paths]} has letters of the {split} scripts")
-    return ImageSet(np.arange(len(labels)), np.array(labels, np.int64), 'generated:omniglot_standin',
-                    ('character', 'alphabet'), reader=_GlyphRenderer(chars, faces, drawers, seed, invert),
+    return chars, faces, labels, alphabets
+
+def omniglot_standin(
+    split:str='evaluation', # 'background' or 'evaluation' scripts (disjoint)
+    drawers:int=20, # renderings per character (Omniglot has 20 drawers)
+    max_chars:int|None=None, # at most this many characters per script (`None`: all the fonts have)
+    seed:int=0, # the same seed gives the same images
+    fonts:Sequence[str|Path]|None=None, # font files (in matplotlib's font folder, or absolute)
+    invert:bool=False, # white strokes on black instead of black on white
+    **kwargs, # `size`, `channels` for `ImageSet` (images are rendered at Omniglot's 105×105)
+)->ImageSet:
+    "A labelled Omniglot stand-in rendered from the glyphs of many scripts; its `source` says so."
+    if split not in STANDIN_SCRIPTS:
+        raise ValueError(f"split must be one of {list(STANDIN_SCRIPTS)}, got {split!r}")
+    if drawers < 1: raise ValueError(f"drawers must be >= 1, got {drawers}")
+    paths = _font_paths(fonts)
+    chars, faces, labels, alphabets = _standin_characters(split, paths, drawers, max_chars)
+    if not chars:
+        raise ValueError(f"none of the fonts {[p.name for p in paths]} has letters of the {split} "
+                         "scripts")
+    renderer = _GlyphRenderer(chars, faces, drawers, seed, invert)
+    return ImageSet(np.arange(len(labels)), np.array(labels, np.int64),
+                    'generated:omniglot_standin', ('character', 'alphabet'), reader=renderer,
                     classes={'character': chars, 'alphabet': alphabets}, **kwargs)

@@ -12,28 +12,32 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 from .data import GroundTruthDataset
-from .datafiles import DataFileError, _grid_from_classes, _h5_dataset, _h5_rows, _Lazy, _missing
+from .datafiles import (DataFileError, LazyH5, grid_from_classes, h5_dataset, h5_rows,
+                            missing_data_error)
 
 # %% auto #0
 __all__ = ['hsv_to_rgb', 'Shapes3D', 'digitize_to_grid', 'Shapes3DFile']
 
 # %% ../nbs/07c_shapes3d.ipynb #235dc211
 _SKY = torch.tensor([153., 226., 249.]) / 255
-_ROOM, _WALL_H = 4.0, 2.0                       # walls at x, z = +-4, 2 high; floor y = 0
-_CAM_R, _CAM_H, _CAM_AIM, _FOV, _AZ0 = 5.0, 1.0, 0.6, 40.0, 35.0  # orbit radius, height, aim height, fov, azimuth at 0
-_AMB, _K_KEY, _K_FILL = 0.25, 0.55, 0.45       # ambient, key light, camera fill light
-_BOUND_C, _BOUND_R = 0.6, 0.86                  # every object lies in the sphere of radius 0.86 s about (0, 0.6 s, 0)
+_ROOM, _WALL_H = 4.0, 2.0                 # walls at x, z = +-4, 2 high; floor y = 0
+_CAM_R, _CAM_H, _CAM_AIM = 5.0, 1.0, 0.6  # camera orbit radius, its height, height of its aim point
+_FOV, _AZ0 = 40.0, 35.0                   # field of view, camera azimuth at orientation 0 (degrees)
+_AMB, _K_KEY, _K_FILL = 0.25, 0.55, 0.45  # ambient, key light, camera fill light
+_BOUND_C, _BOUND_R = 0.6, 0.86            # objects lie in a ball of radius 0.86s about (0, 0.6s, 0)
 _EPS, _INF = 1e-4, float('inf')
 
 def _unit(v:torch.Tensor)->torch.Tensor: return v / v.norm(dim=-1, keepdim=True)
 def _dot(a:torch.Tensor, b:torch.Tensor)->torch.Tensor: return (a * b).sum(-1)
 
 def _key_light()->torch.Tensor:
-    "Direction towards the key light: upper left, behind the object, as seen by the camera at orientation 0."
-    a, (r, u, f) = math.radians(_AZ0), (-0.6, 1.1, 0.5)  # (right, up, forward) in that camera's frame
-    return _unit(torch.tensor([-r * math.cos(a) + f * math.sin(a), u, r * math.sin(a) + f * math.cos(a)]))
+    "Direction to the key light: upper left behind the object, for the camera at orientation 0."
+    a, (r, u, f) = math.radians(_AZ0), (-0.6, 1.1, 0.5)  # (right, up, forward) in its frame
+    x, z = -r * math.cos(a) + f * math.sin(a), r * math.sin(a) + f * math.cos(a)
+    return _unit(torch.tensor([x, u, z]))
 _KEY = _key_light()
 
 def hsv_to_rgb(
@@ -47,7 +51,7 @@ def hsv_to_rgb(
 def _camera_rays(
     azimuth:float, # camera azimuth in degrees (orientation factor value)
     res:int, # rays per image side
-)->tuple[torch.Tensor, torch.Tensor]: # origins and unit directions, (res*res, 3) each, row-major from the top
+)->tuple[torch.Tensor, torch.Tensor]: # origins and unit directions, (res*res, 3), rows from the top
     a = math.radians(azimuth + _AZ0)
     pos = torch.tensor([-_CAM_R * math.sin(a), _CAM_H, -_CAM_R * math.cos(a)])
     fwd = _unit(torch.tensor([0., _CAM_AIM, 0.]) - pos)
@@ -57,6 +61,7 @@ def _camera_rays(
     d = fwd + g[None, :, None] * right - g[:, None, None] * up
     return pos.expand(res * res, 3), _unit(d.reshape(-1, 3))
 
+# %% ../nbs/07c_shapes3d.ipynb #e0e95069
 def _hit_room(o:torch.Tensor, d:torch.Tensor):
     "Nearest floor or wall hit: distance (inf: sky), normal, layer (0 sky, 1 floor, 2 wall)."
     t = torch.where(d[:, 1] < -1e-9, -o[:, 1] / d[:, 1], _INF)
@@ -67,7 +72,8 @@ def _hit_room(o:torch.Tensor, d:torch.Tensor):
             dd = torch.where(d[:, ax].abs() < 1e-9, 1e-9, d[:, ax])
             tw = (sgn * _ROOM - o[:, ax]) / dd
             y = o[:, 1] + tw * d[:, 1]
-            tw = torch.where((sgn * d[:, ax] > 0) & (tw > _EPS) & (y >= 0) & (y <= _WALL_H), tw, _INF)
+            inside = (sgn * d[:, ax] > 0) & (tw > _EPS) & (y >= 0) & (y <= _WALL_H)
+            tw = torch.where(inside, tw, _INF)
             closer = tw < t
             nw = torch.zeros(3); nw[ax] = -sgn
             t, n = torch.where(closer, tw, t), torch.where(closer[:, None], nw, n)
@@ -81,6 +87,7 @@ def _pick(t, n, t2, n2):
     return torch.where(m, t2, t), torch.where(m[:, None], n2, n)
 
 def _hit_sphere(o, d, c, r):
+    "Sphere of centre `c` and radius `r` per ray: the quadratic's nearest positive root."
     oc = o - c
     b = _dot(oc, d); disc = b * b - (_dot(oc, oc) - r * r); sq = disc.clamp(min=0).sqrt()
     t = torch.where(-b - sq > _EPS, -b - sq, -b + sq)
@@ -98,6 +105,7 @@ def _hit_side(o, d, r, y0, y1):
     p = o + torch.where(torch.isinf(t), 0, t)[:, None] * d
     return t, torch.stack([p[:, 0], torch.zeros_like(r), p[:, 2]], -1) / r[:, None]
 
+# %% ../nbs/07c_shapes3d.ipynb #6a5c0c02
 def _hit_cube(o, d, s):
     h = 0.42 * s
     lo = torch.stack([-h, torch.zeros_like(h), -h], -1); hi = torch.stack([h, 2 * h, h], -1)
@@ -129,11 +137,13 @@ def _hit_capsule(o, d, s):
 
 _HITS = (_hit_cube, _hit_cylinder, _hit_ball, _hit_capsule)
 
+# %% ../nbs/07c_shapes3d.ipynb #f85dea7f
 def _hit_object(o, d, shape, s):
-    "Nearest object hit (distance, normal) for rays with per-ray shape class and scale; culled by a bounding sphere."
+    "Nearest object hit (distance, normal) of rays with their own shape class and scale."
     t, n = torch.full((len(o),), _INF), torch.zeros_like(o)
     c = torch.stack([torch.zeros_like(s), _BOUND_C * s, torch.zeros_like(s)], -1)
-    near = torch.isfinite(_hit_sphere(o, d, c, _BOUND_R * s)[0]) | (_dot(o - c, o - c) <= (_BOUND_R * s) ** 2)
+    r = _BOUND_R * s
+    near = torch.isfinite(_hit_sphere(o, d, c, r)[0]) | (_dot(o - c, o - c) <= r ** 2)
     for k, hit in enumerate(_HITS):
         m = ((shape == k) & near).nonzero()[:, 0]
         if len(m): t[m], n[m] = hit(o[m], d[m], s[m])
@@ -141,7 +151,7 @@ def _hit_object(o, d, shape, s):
 
 # %% ../nbs/07c_shapes3d.ipynb #d492d317
 def _shade(n, o, p, lit):
-    "Ambient + key light (where `lit`) + camera fill light falling off with distance, at points `p` with normals `n`."
+    "Ambient + key light (where `lit`) + camera fill light, at points `p`."
     to_cam = o - p; dist = to_cam.norm(dim=-1).clamp(min=1e-6)
     fill = (_dot(n, to_cam) / dist).clamp(min=0) * (40 / (30 + dist ** 2))
     return _AMB + _K_KEY * _dot(n, _KEY).clamp(min=0) * lit + _K_FILL * fill
@@ -150,12 +160,13 @@ def _pool(w:torch.Tensor, res:int, supersample:int)->torch.Tensor:
     "(N, 4, R*R) sub-pixel weights -> (N, 4, res, res) pixel means."
     return F.avg_pool2d(w.reshape(len(w), 4, res * supersample, res * supersample), supersample)
 
+# %% ../nbs/07c_shapes3d.ipynb #42262415
 def _orientation_pass(
     azimuth:float, # degrees
     res:int, supersample:int,
     s_max:float, # largest object scale: candidates are found against its bounding sphere
 )->dict:
-    "Everything about one camera that does not depend on the object: pooled room weights and candidate rays."
+    "What one camera sees without the object: the pooled room weights and the candidate rays."
     R = res * supersample
     o, d = _camera_rays(azimuth, R)
     t, n, layer = _hit_room(o, d)
@@ -164,17 +175,23 @@ def _orientation_pass(
     c, r = torch.tensor([0., _BOUND_C * s_max, 0.]), torch.tensor([_BOUND_R * s_max]).expand(len(o))
     near = torch.isfinite(_hit_sphere(o, d, c, r)[0]) | (_dot(o - c, o - c) <= r ** 2)
     q = p + 1e-3 * n
-    shadowable = (layer != 0) & (torch.isfinite(_hit_sphere(q, _KEY.expand_as(q), c, r)[0]) | (_dot(q - c, q - c) <= r ** 2))
-    pix = (torch.arange(R * R) // R // supersample) * res + torch.arange(R * R) % R // supersample  # ray -> pixel
+    to_key = _KEY.expand_as(q)
+    shadow_ball = torch.isfinite(_hit_sphere(q, to_key, c, r)[0]) | (_dot(q - c, q - c) <= r ** 2)
+    shadowable = (layer != 0) & shadow_ball
+    ray = torch.arange(R * R)
+    pix = (ray // R // supersample) * res + ray % R // supersample  # the pixel of each ray
     w = torch.zeros(4, R * R).scatter_(0, layer[None], lit[None])
-    fields = dict(o=o, d=d, t=t, n=n, p=p, layer=layer, lit=lit, dark=dark, pix=pix, i=torch.arange(R * R))
+    fields = dict(o=o, d=d, t=t, n=n, p=p, layer=layer, lit=lit, dark=dark, pix=pix, i=ray)
     return dict(w=_pool(w[None], res, supersample)[0].reshape(4, -1), R=R,
-                obj={k: v[near] for k, v in fields.items()}, shadow={k: v[shadowable] for k, v in fields.items()})
+                obj={k: v[near] for k, v in fields.items()},
+                shadow={k: v[shadowable] for k, v in fields.items()})
 
+# %% ../nbs/07c_shapes3d.ipynb #d5ec6716
 def _gather(passes:list, key:str)->tuple[torch.Tensor, dict]:
-    "Concatenate the candidate rays `key` of each image: the image number of each ray and its fields."
+    "Concatenate the candidate rays `key` of each image: the image of each ray, and their fields."
     parts = [q[key] for q in passes]
-    img = torch.repeat_interleave(torch.arange(len(passes)), torch.tensor([len(p['i']) for p in parts]))
+    counts = torch.tensor([len(p['i']) for p in parts])
+    img = torch.repeat_interleave(torch.arange(len(passes)), counts)
     return img, {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 def _render_weights_culled(
@@ -193,15 +210,19 @@ def _render_weights_culled(
     img_o, f = img[m], {k: v[m] for k, v in f.items()}
     covered = torch.zeros(N, R * R, dtype=torch.bool)
     covered[img_o, f['i']] = True
-    w.index_put_((img_o, f['layer'], f['pix']), -f['lit'] / area, accumulate=True)  # the room point is hidden ...
+    # the room point is hidden ...
+    w.index_put_((img_o, f['layer'], f['pix']), -f['lit'] / area, accumulate=True)
     shade = _shade(no[m], f['o'], f['o'] + to[m][:, None] * f['d'], torch.tensor(1.))
-    w.index_put_((img_o, torch.full_like(img_o, 3), f['pix']), shade / area, accumulate=True)  # ... by the object
+    # ... by the object
+    w.index_put_((img_o, torch.full_like(img_o, 3), f['pix']), shade / area, accumulate=True)
     img, f = _gather(passes, 'shadow')
     ts, _ = _hit_object(f['p'] + 1e-3 * f['n'], _KEY.expand_as(f['p']), sh[img], s[img])
     m = torch.isfinite(ts) & ~covered[img, f['i']]
-    w.index_put_((img[m], f['layer'][m], f['pix'][m]), (f['dark'][m] - f['lit'][m]) / area, accumulate=True)
+    darker = (f['dark'][m] - f['lit'][m]) / area  # a shadowed room point loses its key light
+    w.index_put_((img[m], f['layer'][m], f['pix'][m]), darker, accumulate=True)
     return w.view(N, 4, res, res)
 
+# %% ../nbs/07c_shapes3d.ipynb #44e77aa1
 class Shapes3D(GroundTruthDataset):
     "3D Shapes generated on demand on the official factor grid by a small ray caster."
     factor_names = ('floor_hue', 'wall_hue', 'object_hue', 'scale', 'shape', 'orientation')
@@ -215,57 +236,73 @@ class Shapes3D(GroundTruthDataset):
 
     def __init__(self,
         supersample:int=2, # sub-samples per pixel side
-        cache:bool=True, # keep the weight maps of each (orientation, shape, scale) once rendered (at most 31 MB)
+        cache:bool=True, # keep the weight maps of each (orientation, shape, scale), at most 31 MB
     ):
         if not isinstance(supersample, (int, np.integer)) or supersample < 1:
             raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
         self.supersample, self.cache = int(supersample), cache
         self._passes, self._weights = {}, {}
 
-    def _pass(self, o:int)->dict:
-        "The object-independent pass of orientation class `o`, cached (15 in all)."
-        if o not in self._passes:
-            self._passes[o] = _orientation_pass(float(self.factor_values[5][o]), self.image_shape[1], self.supersample,
-                                                float(self.factor_values[3].max()))
-        return self._passes[o]
-
-    def _render(self, keys:np.ndarray)->torch.Tensor:
-        o, sh, sc = np.unravel_index(np.asarray(keys, dtype=np.int64), (15, 4, 8))
-        return torch.cat([_render_weights_culled([self._pass(int(j)) for j in o[b:b + self._chunk]], sh[b:b + self._chunk],
-                                                 self.factor_values[3][sc[b:b + self._chunk]], self.image_shape[1], self.supersample)
-                          for b in range(0, len(keys), self._chunk)] or [torch.zeros(0, 4, *self.image_shape[1:])])
-
-    def _fill(self, keys:np.ndarray):
-        "Render and cache the weight maps of the combinations `keys` that are not cached yet."
-        todo = [k for k in np.unique(keys) if k not in self._weights]
-        if todo: self._weights.update(zip(todo, self._render(np.array(todo))))
-
-    def prefill(self)->Shapes3D:
-        "Render the weight maps of all 480 (orientation, shape, scale) combinations now (about 1 s, 31 MB); returns self."
-        if not self.cache: raise ValueError("prefill needs cache=True: a Shapes3D without a cache keeps nothing")
-        self._fill(np.arange(15 * 4 * 8))
-        return self
-
-    @property
-    def cached(self)->int:
-        "How many of the 480 weight maps are cached."
-        return len(self._weights)
-
-    def layer_weights(self, classes)->torch.Tensor:
-        "Weight maps (N, 4, 64, 64) of the sky, floor, wall and object colours for (N, 6) factor classes."
-        c = self.check_factors(classes)
-        keys = np.ravel_multi_index((c[:, 5], c[:, 4], c[:, 3]), (15, 4, 8))
-        if not self.cache: return self._render(keys)
-        self._fill(keys)
-        return torch.stack([self._weights[k] for k in keys]) if len(keys) else torch.zeros(0, 4, *self.image_shape[1:])
-
-    def images_from_factors(self, classes)->torch.Tensor:
-        "Render the (N, 3, 64, 64) RGB images of (N, 6) factor classes."
+    def images_from_factors(self,
+        classes, # (N, 6) integer factor classes
+    )->torch.Tensor: # (N, 3, 64, 64) float32 RGB in [0, 1]
+        "Render the images of factor classes: the weight maps times the colours of the hues."
         c = self.check_factors(classes)
         w = self.layer_weights(c)
         hues = [torch.from_numpy(self.factor_values[k][c[:, k]]) for k in range(3)]
-        colours = torch.stack([_SKY.expand(len(c), 3), *[hsv_to_rgb(h) for h in hues]], 1)  # (N, 4, 3)
+        colours = torch.stack([_SKY.expand(len(c), 3), *[hsv_to_rgb(h) for h in hues]], 1)  # N,4,3
         return torch.einsum('nlhw,nlc->nchw', w, colours).clamp(0, 1)
+
+# %% ../nbs/07c_shapes3d.ipynb #30ce0ceb
+@patch
+def _pass(self:Shapes3D, o:int)->dict:
+    "The object-independent pass of orientation class `o`, cached (15 in all)."
+    if o not in self._passes:
+        azimuth, s_max = float(self.factor_values[5][o]), float(self.factor_values[3].max())
+        self._passes[o] = _orientation_pass(azimuth, self.image_shape[1], self.supersample, s_max)
+    return self._passes[o]
+
+@patch
+def _render(self:Shapes3D, keys:np.ndarray)->torch.Tensor:
+    "Weight maps (N, 4, 64, 64) of combination keys, rendered afresh."
+    o, sh, sc = np.unravel_index(np.asarray(keys, dtype=np.int64), (15, 4, 8))
+    n, res = self._chunk, self.image_shape[1]
+    parts = [_render_weights_culled([self._pass(int(j)) for j in o[i:i + n]], sh[i:i + n],
+                                    self.factor_values[3][sc[i:i + n]], res, self.supersample)
+             for i in range(0, len(keys), n)]
+    return torch.cat(parts or [torch.zeros(0, 4, *self.image_shape[1:])])
+
+@patch
+def _fill(self:Shapes3D, keys:np.ndarray):
+    "Render and cache the weight maps of the combinations `keys` that are not cached yet."
+    todo = [k for k in np.unique(keys) if k not in self._weights]
+    if todo: self._weights.update(zip(todo, self._render(np.array(todo))))
+
+# %% ../nbs/07c_shapes3d.ipynb #bc45a1a4
+@patch
+def layer_weights(self:Shapes3D,
+    classes, # (N, 6) factor classes
+)->torch.Tensor: # (N, 4, 64, 64)
+    "Weight maps (N, 4, 64, 64) of the sky, floor, wall and object colours of factor classes."
+    c = self.check_factors(classes)
+    keys = np.ravel_multi_index((c[:, 5], c[:, 4], c[:, 3]), (15, 4, 8))
+    if not self.cache: return self._render(keys)
+    self._fill(keys)
+    if not len(keys): return torch.zeros(0, 4, *self.image_shape[1:])
+    return torch.stack([self._weights[k] for k in keys])
+
+@patch
+def prefill(self:Shapes3D)->Shapes3D:
+    "Render the weight maps of all 480 combinations now (about 1 s, 31 MB); returns `self`."
+    if not self.cache:
+        raise ValueError("prefill needs cache=True: a Shapes3D without a cache keeps nothing")
+    self._fill(np.arange(15 * 4 * 8))
+    return self
+
+@patch(as_prop=True)
+def cached(self:Shapes3D)->int:
+    "How many of the 480 weight maps are cached."
+    return len(self._weights)
 
 # %% ../nbs/07c_shapes3d.ipynb #8b5905f4
 def digitize_to_grid(
@@ -274,41 +311,53 @@ def digitize_to_grid(
     name:str='factor', # used in the error message
     tol:float=0.25, # largest allowed distance to the nearest grid value, in grid steps
 )->np.ndarray:
-    "Class index of each value (the nearest grid value); `DataFileError` if a value is off the grid."
+    "Class index of each value (the nearest grid value); `DataFileError` for a value off the grid."
     values, grid = np.asarray(values, np.float64), np.asarray(grid, np.float64)
     if len(grid) == 1: c, step = np.zeros(len(values), np.int64), 1.0
     else:
         hi = np.clip(np.searchsorted(grid, values), 1, len(grid) - 1)
-        c, step = np.where(np.abs(values - grid[hi - 1]) <= np.abs(values - grid[hi]), hi - 1, hi), np.diff(grid).min()
+        c = np.where(np.abs(values - grid[hi - 1]) <= np.abs(values - grid[hi]), hi - 1, hi)
+        step = np.diff(grid).min()
     off = np.abs(values - grid[c]) / step
     if (~np.isfinite(off)).any() or (off > tol).any():
         i = int(np.argmax(np.where(np.isfinite(off), off, np.inf)))
-        raise DataFileError(f"{name}: value {float(values[i])} (row {i}) is not on the grid {np.round(grid, 4).tolist()}")
+        raise DataFileError(f"{name}: value {float(values[i])} (row {i}) is not on the grid "
+                            f"{np.round(grid, 4).tolist()}")
     return c.astype(np.int64)
 
+# %% ../nbs/07c_shapes3d.ipynb #5a85a520
 class Shapes3DFile(GroundTruthDataset):
-    "The real 3D Shapes from `3dshapes.h5`, labels digitised to the exact factor grids, images read lazily."
-    factor_names, factor_sizes, factor_values = Shapes3D.factor_names, Shapes3D.factor_sizes, Shapes3D.factor_values
+    "The real 3D Shapes file: labels digitised to the exact grids, images read lazily."
+    factor_names, factor_sizes = Shapes3D.factor_names, Shapes3D.factor_sizes
+    factor_values = Shapes3D.factor_values
 
     def __init__(self,
         path:str|Path, # the `3dshapes.h5` file
     ):
         path = Path(path)
-        if not path.exists(): raise _missing('shapes3d', [path], path.parent)
-        self.path, self.source, self._h5 = path, f'file:{path}', _Lazy(path)
+        if not path.exists(): raise missing_data_error('shapes3d', [path], path.parent)
+        self.path, self.source, self._h5 = path, f'file:{path}', LazyH5(path)
         f = self._h5()
-        images, labels = _h5_dataset(f, 'images', path), _h5_dataset(f, 'labels', path)
+        images, labels = h5_dataset(f, 'images', path), h5_dataset(f, 'labels', path)
         n = len(self)
-        if images.shape[0] != n or images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
-            raise DataFileError(f"{path}: 'images' must be uint8 (N={n}, H, W, 3), got {images.dtype} {images.shape}")
-        if labels.shape != (n, 6): raise DataFileError(f"{path}: 'labels' must have shape ({n}, 6), got {labels.shape}")
+        if (images.shape[0] != n or images.ndim != 4 or images.shape[3] != 3
+                or images.dtype != np.uint8):
+            raise DataFileError(f"{path}: 'images' must be uint8 (N={n}, H, W, 3), "
+                                f"got {images.dtype} {images.shape}")
+        if labels.shape != (n, 6):
+            raise DataFileError(f"{path}: 'labels' must have shape ({n}, 6), got {labels.shape}")
         lab = labels[()]
+        grids = enumerate(zip(self.factor_names, self.factor_values))
         classes = np.stack([digitize_to_grid(lab[:, k], g, f"{path} labels[:, {k}] ({name})")
-                            for k, (name, g) in enumerate(zip(self.factor_names, self.factor_values))], axis=1)
-        sizes, _ = _grid_from_classes(classes, lab, self.factor_names, str(path))
-        if sizes != self.factor_sizes: raise DataFileError(f"{path}: factor sizes {sizes}, expected {self.factor_sizes}")
+                            for k, (name, g) in grids], axis=1)
+        sizes, _ = grid_from_classes(classes, lab, self.factor_names, str(path))
+        if sizes != self.factor_sizes:
+            raise DataFileError(f"{path}: factor sizes {sizes}, expected {self.factor_sizes}")
         self.image_shape = (3, *images.shape[1:3])
 
-    def images_from_factors(self, classes)->torch.Tensor:
-        x = _h5_rows(self._h5()['images'], self.factors_to_index(classes), self.path)
+    def images_from_factors(self,
+        classes, # (N, 6) integer factor classes
+    )->torch.Tensor: # (N, 3, 64, 64) float32 RGB in [0, 1]
+        "The images of factor classes, read from the file."
+        x = h5_rows(self._h5()['images'], self.factors_to_index(classes), self.path)
         return torch.from_numpy(x).permute(0, 3, 1, 2).float().div_(255)
