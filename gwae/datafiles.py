@@ -505,7 +505,3 @@ def h5_rows(
     try: return ds[uniq][inv.reshape(-1)]
     except OSError as e:
         raise DataFileError(f"{path}: cannot read images (the file is damaged: {e})") from None
-
-# %% ../nbs/07a_datafiles.ipynb #d969cc56
-_missing, _read_npz, _grid_from_classes = missing_data_error, read_npz_arrays, grid_from_classes
-_Lazy, _h5_dataset, _h5_rows = LazyH5, h5_dataset, h5_rows

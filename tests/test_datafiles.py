@@ -558,10 +558,3 @@ def test_fetch_fashion_uses_the_installed_debian_files(tmp_path, monkeypatch):
     p = df.fetch('fashion-mnist', tmp_path / 'root')
     np.testing.assert_array_equal(load_mnist(tmp_path / 'root', fashion=True).items, x)
     assert p.name == 'fashion_mnist.npz'  # an alias names the same dataset
-
-
-def test_shared_helpers_keep_their_former_private_names():
-    # the loaders' shared helpers were documented under public names; code written against the old names still runs
-    old = dict(_missing='missing_data_error', _read_npz='read_npz_arrays', _grid_from_classes='grid_from_classes',
-               _Lazy='LazyH5', _h5_dataset='h5_dataset', _h5_rows='h5_rows')
-    for private, public in old.items(): assert getattr(df, private) is getattr(df, public), private
