@@ -12,6 +12,7 @@ from functools import partial
 from typing import Literal, Sequence
 
 import torch
+from fastcore.basics import patch
 import torch.nn.functional as F
 from torch import nn, Tensor
 
@@ -174,6 +175,9 @@ class FactorVAEConfig(AEConfig):
     disc_layers: int = param(6, 'discriminator hidden layers', ge=1)
     disc_optimizer: OptimizerConfig = param(OptimizerConfig(lr=1e-4, betas=(0.5, 0.9)),
                                             'the discriminator optimizer')
+    disc_codes: Literal['main_step', 'fresh'] = param(
+        'main_step', "codes the discriminator learns from: 'main_step', the main update's samples "
+        "(disentanglement_lib, vaetc); 'fresh', re-encoded after it with new noise")
 
 # %% ../nbs/06_baselines.ipynb #0ad9e75b
 class FactorVAE(VAE):
@@ -188,13 +192,25 @@ class FactorVAE(VAE):
         self.discriminator = tc_discriminator(self.z_dim, self.cfg.disc_hidden,
                                               self.cfg.disc_layers)
 
+        self._main_codes = None
+
     def objective(self, rec, kl, mu, logvar, z):
+        self._main_codes = z.detach()  # what the discriminator learns from after this step
         tc = density_ratio_tc(self.discriminator, z)
         return dict(loss=rec + kl + self.cfg.gamma * tc, rec=rec, kl=kl, tc=tc)
 
-    def discriminator_loss(self, x:Tensor)->dict:
-        "Cross-entropy of the discriminator: detached codes labelled 1, permuted codes labelled 0."
-        with torch.no_grad(): z = reparameterize(*self.encode(x))
+    def discriminator_codes(self, x:Tensor)->Tensor:
+        "The codes of `x` the discriminator learns from: the main step's samples, or fresh ones."
+        z = self._main_codes
+        if self.cfg.disc_codes == 'main_step' and z is not None and len(z) == len(x): return z
+        with torch.no_grad(): return reparameterize(*self.encode(x))
+
+    def discriminator_loss(self,
+                           x:Tensor, # the batch
+                           z:Tensor|None=None, # its codes (default: `discriminator_codes(x)`)
+                          )->dict:
+        "Cross-entropy of the discriminator: the codes labelled 1, permuted codes labelled 0."
+        if z is None: z = self.discriminator_codes(x)
         real, perm = self.discriminator(z), self.discriminator(permute_dims(z))
         loss = 0.5 * (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
                       + F.binary_cross_entropy_with_logits(perm, torch.zeros_like(perm)))
@@ -203,7 +219,7 @@ class FactorVAE(VAE):
 
     def extra_steps(self)->list[ExtraStep]:
         return [ExtraStep('discriminator', self.discriminator.parameters(), self.cfg.disc_optimizer,
-                          self.discriminator_loss)]
+                          self.discriminator_loss, shared=self.discriminator_codes)]
 
 # %% ../nbs/06_baselines.ipynb #6dd86494
 TCEstimator = Literal['mss', 'mws']
@@ -247,8 +263,8 @@ def tc_decomposition(
 class BetaTCVAEConfig(AEConfig):
     "β-TCVAE: VAE with separately weighted index-code MI (α), TC (β) and dimension-wise KL (γ)."
     estimator: TCEstimator = param(
-        'mss', "q(z) estimator: 'mss' (minibatch-stratified, Chen et al.) or 'mws' "
-        "(minibatch-weighted, the official GWAE baseline)")
+        'mss', "q(z) estimator: 'mss' (minibatch-stratified, exact weights) or 'mws' "
+        "(minibatch-weighted: disentanglement_lib, the official GWAE baseline)")
     dataset_size: int|None = param(None, "number of training items N; required by estimator 'mss'",
                                    ge=2)
     alpha: float = param(1.0, 'weight α of the index-code mutual information', ge=0)
@@ -417,6 +433,7 @@ class DAGMM(AE):
         self.register_buffer('phi', torch.full((k,), 1 / k))
         self.register_buffer('mu', torch.zeros(k, nf))
         self.register_buffer('cov', torch.eye(nf).repeat(k, 1, 1))
+        self.register_buffer('n_updates', torch.zeros((), dtype=torch.long))
 
     def features(self, x:Tensor)->tuple[Tensor, Tensor]:
         "The estimator's input `[z, relative distance, cosine]` (B, L+2) and the decoder logits."
@@ -433,13 +450,19 @@ class DAGMM(AE):
         phi, mu, cov = gmm_fit(f, torch.softmax(self.estimator(f), dim=1), self.cfg.cov_eps)
         energy = gmm_energy(f, phi, mu, cov).mean()
         cov_penalty = (1 / cov.diagonal(dim1=1, dim2=2)).sum()
-        if self.training:
-            with torch.no_grad():
-                for buf, new in ((self.phi, phi), (self.mu, mu), (self.cov, cov)):
-                    buf.lerp_(new, self.cfg.momentum)
+        if self.training: self._update_running(phi, mu, cov)
         return dict(loss=rec + self.cfg.lambda_energy * energy + self.cfg.lambda_cov * cov_penalty,
                     rec=rec, energy=energy, cov_penalty=cov_penalty)
 
     def anomaly_score(self, x:Tensor)->Tensor:
         "Sample energy under the running mixture parameters, per item."
         return gmm_energy(self.features(x)[0], self.phi, self.mu, self.cov)
+
+# %% ../nbs/06_baselines.ipynb #ab53ea8f
+@patch
+@torch.no_grad()
+def _update_running(self:DAGMM, phi:Tensor, mu:Tensor, cov:Tensor):
+    "Copy the first training batch's mixture into the running one, then blend the next in (vaetc)."
+    weight = 1.0 if self.n_updates == 0 else self.cfg.momentum
+    for buf, new in ((self.phi, phi), (self.mu, mu), (self.cov, cov)): buf.lerp_(new, weight)
+    self.n_updates += 1

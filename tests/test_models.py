@@ -186,3 +186,47 @@ def test_infovae_default_is_the_official_mmd(z_dim):
     imq = make_model('info_vae', VEC, z_dim=z_dim, nets=dict(hidden=(8,)), kernel='imq', kernel_scale=1.0, unbiased=True)
     imq.prior_sample = lambda n: prior[:n]
     torch.testing.assert_close(imq.objective(torch.tensor(0.), torch.tensor(0.), z, torch.zeros_like(z), z)['mmd'], mmd(z, prior, 'imq', 1.0))
+
+
+def test_factorvae_discriminator_learns_from_the_main_steps_codes():
+    "As disentanglement_lib and vaetc: the discriminator step uses the main update's own samples (pre-update, same noise)."
+    seed_everything(0)
+    ours = FactorVAE(VEC, z_dim=3, nets=dict(hidden=(16,)), disc_hidden=16, disc_layers=1)
+    ref = copy.deepcopy(ours)
+    x = vectors(32)
+    opts = build_optimizers(ours)
+    torch.manual_seed(1); train_step(ours, opts, x)
+    # the reference: one forward pass, the VAE updated on its loss, the discriminator on the same detached codes
+    ref_opts = build_optimizers(ref)
+    torch.manual_seed(1)
+    ref.zero_grad(); out = ref.loss(x); z = ref._main_codes.clone(); out['loss'].backward(); ref_opts['main'].step()
+    ref.zero_grad(); ref.discriminator_loss(x, z)['loss'].backward(); ref_opts['discriminator'].step()
+    for a, b in zip(ours.discriminator.parameters(), ref.discriminator.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    fresh = copy.deepcopy(ref)
+    fresh.cfg = fresh.cfg.replace(disc_codes='fresh')
+    fresh.loss(x)
+    assert not torch.equal(fresh.discriminator_codes(x), fresh._main_codes)  # the option re-encodes with new noise
+
+
+def _chen_log_weights(B, N, stride):
+    "The importance-weight matrix of Chen et al.'s `log_importance_weight_matrix`, with the diagonal written at `stride`."
+    M = B - 1
+    W = torch.full((B, B), 1 / M, dtype=torch.float64)
+    W.view(-1)[::stride] = 1 / N
+    W.view(-1)[1::stride] = (N - M) / (N * M)
+    W[M - 1, 0] = (N - M) / (N * M)
+    return W
+
+
+def test_mss_weights_are_the_exact_stratified_ones_not_chens_matrix():
+    "Our MSS rows sum to 1 with w_ii = 1/N; Chen et al.'s code does not, and with its stride fixed differs by O(B/N)."
+    from gwae.baselines import _log_importance_weights
+    B, N = 16, 200
+    ours = _log_importance_weights(torch.zeros(B, 2, dtype=torch.float64), N, 'mss').exp()
+    torch.testing.assert_close(ours.sum(1), torch.ones(B, dtype=torch.float64))
+    torch.testing.assert_close(ours.diagonal(), torch.full((B,), 1 / N, dtype=torch.float64))
+    buggy, fixed = _chen_log_weights(B, N, B), _chen_log_weights(B, N, B + 1)  # stride M + 1 = B, as in their code
+    assert (buggy[:, 0] == 1 / N).sum() == B - 1 and buggy.sum(1).max() > 1.05  # 1/N lands in column 0
+    gap = (fixed - ours).abs().max().item()  # at the one entry (N - M)/(NM), against our (N - 1)/(NM)
+    assert gap == pytest.approx((B - 2) / (N * (B - 1)))
