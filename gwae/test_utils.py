@@ -45,7 +45,7 @@ class TinyAEConfig(Config):
     nan_at_step: int = param(-1, 'make the kl term NaN at this step (-1: never)')
     sleep: float = param(0.0, 'seconds to sleep per loss call (to interrupt a run mid-epoch)', ge=0)
 
-# %% ../nbs/99_test_utils.ipynb #87b89fe8
+# %% ../nbs/99_test_utils.ipynb #9a4b8e6e
 class TinyAE(RepresentationModel):
     "A linear Gaussian autoencoder, optionally with a linear critic on its codes."
     config_cls = TinyAEConfig
@@ -80,13 +80,14 @@ class TinyAE(RepresentationModel):
         return [ExtraStep('critic', self.critic.parameters(), OptimizerConfig('rmsprop', lr=1e-2),
                           self.critic_loss, self.cfg.critic_steps)]
 
-# %% ../nbs/99_test_utils.ipynb #631e8c20
+# %% ../nbs/99_test_utils.ipynb #61eee624
 def rounded(
     terms:dict, # loss terms (scalar tensors or floats)
     ndigits:int=4, # decimals
 )->dict:
     "Loss terms as plain rounded floats, for display."
-    return {k: round(float(v), ndigits) for k, v in terms.items()}
+    def plain(v): return float(v.detach() if torch.is_tensor(v) else v)
+    return {k: round(plain(v), ndigits) for k, v in terms.items()}
 
 # %% ../nbs/99_test_utils.ipynb #956acc2d
 def tiny_dls(
@@ -98,7 +99,7 @@ def tiny_dls(
     return DataLoaders(DataLoader(train, bs=batch_size, shuffle=True, drop_last=True),
                        DataLoader(valid, bs=batch_size))
 
-# %% ../nbs/99_test_utils.ipynb #b02e467c
+# %% ../nbs/99_test_utils.ipynb #3974a7d2
 @dataclass
 class BlobsConfig(Config):
     "Settings of `tiny_blobs`."
@@ -116,7 +117,7 @@ def blobs_dls(cfg:BlobsConfig, batch_size:int, seed:int)->DataLoaders:
     "The `tiny_blobs` loaders."
     return tiny_dls(blobs(cfg.n_train, seed), blobs(cfg.n_valid, seed + 1), batch_size)
 
-# %% ../nbs/99_test_utils.ipynb #59b0b37b
+# %% ../nbs/99_test_utils.ipynb #d9e20e5e
 @dataclass
 class VectorsConfig(Config):
     "Settings of `tiny_vectors`."
@@ -130,7 +131,7 @@ def vectors_dls(cfg:VectorsConfig, batch_size:int, seed:int)->DataLoaders:
         return torch.utils.data.TensorDataset(x, torch.zeros(cfg.n, dtype=torch.long))
     return tiny_dls(split(seed), split(seed + 1), batch_size)
 
-# %% ../nbs/99_test_utils.ipynb #139950e6
+# %% ../nbs/99_test_utils.ipynb #8640fd4c
 def squares(
     n:int, # number of images
     size:int=16, # image side
@@ -161,7 +162,7 @@ def squares_dls(cfg:SquaresConfig, batch_size:int, seed:int)->DataLoaders:
                                               torch.zeros(cfg.n, dtype=torch.long))
     return tiny_dls(split(seed), split(seed + 1), batch_size)
 
-# %% ../nbs/99_test_utils.ipynb #199434ff
+# %% ../nbs/99_test_utils.ipynb #938dc958
 register_model('tiny_ae', TinyAE)
 for _name, _config_cls, _make_dls in [('tiny_blobs', BlobsConfig, blobs_dls),
                                       ('tiny_vectors', VectorsConfig, vectors_dls),
@@ -184,7 +185,7 @@ class RandomModel(Toy):
     "A fake model whose codes ignore the image."
     def embed(self, x): return torch.randn(len(x), 3) * self.w
 
-# %% ../nbs/99_test_utils.ipynb #cb4dee21
+# %% ../nbs/99_test_utils.ipynb #4166c863
 class ToyFactors:
     "A fake ground-truth dataset: each image is its normalised factor classes, shaped (1, 1, 3)."
     factor_names, factor_sizes, source = ('a', 'b', 'c'), (4, 5, 6), 'generated'
@@ -201,7 +202,7 @@ class ToyFactors:
         v = np.asarray(classes) / (np.array(self.factor_sizes) - 1)
         return torch.tensor(v, dtype=torch.float32).reshape(len(v), 1, 1, -1)
 
-# %% ../nbs/99_test_utils.ipynb #9ba2fd7f
+# %% ../nbs/99_test_utils.ipynb #0f38f1ac
 class InterruptAfter(Callback):
     "Interrupt training (`KeyboardInterrupt`, as Ctrl-C would) once `n` training steps are done."
     order = 90 # after `gwae.learner.RunFolderCallback` has checkpointed the step
@@ -222,7 +223,7 @@ def official_mmd(
     def k(u, v): return torch.exp(-(u[:, None] - v[None]).square().mean(2) / L)
     return k(a, a).mean() + k(b, b).mean() - 2 * k(a, b).mean()
 
-# %% ../nbs/99_test_utils.ipynb #22e9c3a8
+# %% ../nbs/99_test_utils.ipynb #0353dd91
 def _official_main_update(m, x, learned_similarity:bool, mixed_potential:bool,
                           merged_condition:bool)->dict:
     "The main half of the official step_batch: every loss term, one update of the main parameters."
@@ -256,7 +257,7 @@ def _official_main_update(m, x, learned_similarity:bool, mixed_potential:bool,
     m.zero_grad(); loss.backward(); opt.step()
     return dict(loss=loss, gw=loss_gw, rec=loss_w, entropy=loss_q, match=loss_d)
 
-# %% ../nbs/99_test_utils.ipynb #0b3068c8
+# %% ../nbs/99_test_utils.ipynb #bacda2ea
 def _official_critic_updates(m, x, mixed_potential:bool)->Tensor:
     "The critic half of the official step_batch: 5 updates of the critic; returns the last loss."
     critic_opt = torch.optim.RMSprop(m.critic.parameters(), lr=1e-4)
@@ -285,7 +286,7 @@ def _official_critic_updates(m, x, mixed_potential:bool)->Tensor:
         m.zero_grad(); loss_disc.backward(); critic_opt.step()
     return loss_disc
 
-# %% ../nbs/99_test_utils.ipynb #3f6870f7
+# %% ../nbs/99_test_utils.ipynb #137d5f2b
 def official_gwae_step(
     m, # a `gwae.gwae.GWAE`
     x, # one batch of images
@@ -298,7 +299,7 @@ def official_gwae_step(
     if not merged_condition: return out
     return dict(out, critic_loss=_official_critic_updates(m, x, mixed_potential))
 
-# %% ../nbs/99_test_utils.ipynb #cf7678b8
+# %% ../nbs/99_test_utils.ipynb #c1a1f04b
 class _Py2Pickler(pickle._Pickler):
     "Pickles `bytes` with Python 2's `str` opcodes, as Python 2 wrote dSprites' metadata."
     dispatch = dict(pickle._Pickler.dispatch)
@@ -334,7 +335,7 @@ def _write_dsprites_npz(path:Path, imgs, classes, values, sizes, grid):
             zf.writestr(f'{k}.npy', _npy_bytes(a))
         zf.writestr('metadata.npy', np.lib.format.magic(1, 0) + head.getvalue()[8:] + pk.getvalue())
 
-# %% ../nbs/99_test_utils.ipynb #5ff6b1d0
+# %% ../nbs/99_test_utils.ipynb #45bb21a9
 def write_dsprites_fixture(
     path:str|Path, # target `.npz` or `.hdf5`
     sizes:Sequence[int]=(1, 3, 2, 4, 3, 3), # classes per latent, in `DSPRITES_LATENTS` order
@@ -359,7 +360,7 @@ def write_dsprites_fixture(
             f['imgs'], f['latents/classes'], f['latents/values'] = imgs, classes, values
     return path
 
-# %% ../nbs/99_test_utils.ipynb #a4f0f828
+# %% ../nbs/99_test_utils.ipynb #69c2c8d9
 def write_shapes3d_fixture(
     path:str|Path, # target `.h5`
     images_at:Sequence[int]=(0, 1, 479999), # images with random pixels; the rest are 0, not stored
@@ -381,7 +382,7 @@ def write_shapes3d_fixture(
         for i in images_at: ims[i] = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     return path
 
-# %% ../nbs/99_test_utils.ipynb #9f6fd7eb
+# %% ../nbs/99_test_utils.ipynb #f9d5f4ca
 def write_omniglot_fixture(
     root:str|Path, # data root; files go to `<root>/omniglot/images_<split>/`
     split:str='evaluation', # 'background' or 'evaluation'
@@ -399,7 +400,7 @@ def write_omniglot_fixture(
         Image.fromarray(s.image(i)).convert('1').save(d/f"{c:04d}_{i % drawers + 1:02d}.png")
     return folder
 
-# %% ../nbs/99_test_utils.ipynb #d9543203
+# %% ../nbs/99_test_utils.ipynb #599c4eb8
 CELEBA_ATTRS = ('5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips '
                 'Big_Nose Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby '
                 'Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup High_Cheekbones Male '
