@@ -41,7 +41,8 @@ class TrainConfig(Config):
     until_convergence: bool = param(
         False, 'stop once the validation loss has not improved for `patience` epochs')
     patience: int = param(
-        10, 'epochs without a better validation loss before stopping (until_convergence)', ge=1)
+        10, 'epochs without a better validation loss before stopping (until_convergence only)',
+        ge=1)
     batch_size: int = param(64, 'minibatch size', ge=1)
     seed: int = param(0, 'seed of initial weights, noise and data order', ge=0, lt=2**32)
     deterministic: bool = param(
@@ -57,7 +58,7 @@ class TrainConfig(Config):
     channels_last: bool = param(
         False, 'channels-last memory format for the model (faster convolutions on recent GPUs)')
 
-# %% ../nbs/08_learner.ipynb #2a2822cf
+# %% ../nbs/08_learner.ipynb #a4677956
 def _encode(obj, tensors:dict, key:str):
     "JSON-able skeleton of `obj`; tensors are moved into `tensors` under dotted keys."
     if torch.is_tensor(obj):
@@ -86,7 +87,7 @@ def _decode(obj, tensors:dict):
     if '__items__' in obj: return {k: _decode(v, tensors) for k, v in obj['__items__']}
     return {k: _decode(v, tensors) for k, v in obj.items()}
 
-# %% ../nbs/08_learner.ipynb #d1fa3f43
+# %% ../nbs/08_learner.ipynb #f57e293b
 def _checksum(tensors:dict)->str:
     "A digest of every tensor's name, dtype, shape and bytes."
     h = hashlib.blake2b(digest_size=16)
@@ -161,7 +162,7 @@ def main_loss(pred:dict, *targets)->Tensor:
     "The loss the main optimizer minimises: the `'loss'` entry of the model's terms."
     return pred['loss']
 
-# %% ../nbs/08_learner.ipynb #add3b129
+# %% ../nbs/08_learner.ipynb #b6527201
 class NonFiniteLossError(ValueError):
     "A loss term became NaN or infinite; training stopped."
 
@@ -190,7 +191,7 @@ def global_epoch(self:TermsCallback)->int:
     "The epoch counted from the start of the run, also after a resume."
     return self.start_epoch + self.learn.epoch
 
-# %% ../nbs/08_learner.ipynb #8e4492b5
+# %% ../nbs/08_learner.ipynb #0e2d61ae
 @patch
 def before_batch(self:TermsCallback):
     "Keep the images of the batch (also as the target) and give the model the global step."
@@ -203,7 +204,7 @@ def before_step(self:TermsCallback):
     "Clip the main gradients to `grad_clip` (when set)."
     if self.grad_clip: nn.utils.clip_grad_norm_(self.rep.main_parameters(), self.grad_clip)
 
-# %% ../nbs/08_learner.ipynb #b60ee3c3
+# %% ../nbs/08_learner.ipynb #63af0fa6
 @patch
 def last_good(self:TermsCallback)->str:
     "Where the last good checkpoint is, for error messages."
@@ -232,7 +233,7 @@ def after_loss(self:TermsCallback):
     self.check(terms)
     self.current = terms
 
-# %% ../nbs/08_learner.ipynb #84218efc
+# %% ../nbs/08_learner.ipynb #a2a0a691
 @patch
 def before_epoch(self:TermsCallback):
     "Start the epoch's sums (from the checkpoint's partial sums on resume)."
@@ -360,7 +361,7 @@ def _weights(model:nn.Module)->dict:
     "A CPU copy of the model's weights."
     return {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
 
-# %% ../nbs/08_learner.ipynb #9403066f
+# %% ../nbs/08_learner.ipynb #d74b48c4
 class RunFolderCallback(Callback):
     "Atomic checkpoints, best and last weights, history files and early stopping."
     order = 80
@@ -385,7 +386,7 @@ def writes(self:RunFolderCallback)->bool:
     "Whether this process writes the run folder: it has one, and is rank 0."
     return self.path is not None and getattr(self.learn, 'rank', 0) == 0
 
-# %% ../nbs/08_learner.ipynb #3d40ddda
+# %% ../nbs/08_learner.ipynb #b85f609a
 @patch
 def state(self:RunFolderCallback,
           batch:int, # batches done in the current epoch (0: at an epoch end)
@@ -417,7 +418,7 @@ def after_batch(self:RunFolderCallback):
     if self.training and self.every and self.learn.terms.step % self.every == 0:
         self.save(batch=self.learn.terms.step - self.learn.terms.epoch_start_step)
 
-# %% ../nbs/08_learner.ipynb #20997a7d
+# %% ../nbs/08_learner.ipynb #45da345a
 @patch
 def after_epoch(self:RunFolderCallback):
     "Best and last weights, a checkpoint, and early stopping on the validation loss."
@@ -434,7 +435,7 @@ def after_epoch(self:RunFolderCallback):
     self.save(batch=0)
     if self.stopped: raise CancelFitException()
 
-# %% ../nbs/08_learner.ipynb #cad51db4
+# %% ../nbs/08_learner.ipynb #f8659b6e
 @patch
 def before_fit(self:RunFolderCallback):
     "Hand a restored gradient-scaler state to the scaler `MixedPrecision` has just made."
