@@ -115,13 +115,17 @@ def frechet_distance(
     return gaussian_frechet_distance(f1.mean(0), cov(f1), f2.mean(0), cov(f2))
 
 # %% ../nbs/09b_evaluation.ipynb #7b104f45
-def model_device(model:nn.Module)->torch.device:
+def model_device(
+    model:nn.Module, # any module
+)->torch.device:
     "The device of a module's first parameter or buffer (CPU for a module with neither)."
     for t in [*model.parameters(), *model.buffers()]: return t.device
     return torch.device('cpu')
 
 @contextlib.contextmanager
-def eval_mode(model:nn.Module):
+def eval_mode(
+    model:nn.Module, # the module to evaluate
+):
     "Put `model` in eval mode for the block, then restore every submodule's own training flag."
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -206,7 +210,12 @@ class InceptionFeatures:
 # %% ../nbs/09b_evaluation.ipynb #ffa27da0
 class SmallClassifier(nn.Module):
     "A small CNN for any image size: `features(x)` (N, 128) then a linear head to class logits."
-    def __init__(self, in_channels:int, n_classes:int, width:int=32, n_features:int=128):
+    def __init__(self,
+                 in_channels:int, # image channels
+                 n_classes:int, # number of classes
+                 width:int=32, # channels of the first convolution (twice as many in the second)
+                 n_features:int=128, # size of the feature layer
+                ):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, 2, 1), nn.ReLU(),
@@ -240,7 +249,11 @@ def fit_feature_classifier(
 class ModuleFeatures:
     "Features by a module or function mapping images (N, C, H, W) to (N, F); not TF-FID."
     comparable_to_published = False
-    def __init__(self, module:Callable, name:str='module', batch_size:int=256):
+    def __init__(self,
+                 module:Callable, # maps images (N, C, H, W) to (N, ...) features
+                 name:str='module', # the name reported with the FID
+                 batch_size:int=256, # images per call
+                ):
         self.module, self.name, self.batch_size = module, name, batch_size
     def __call__(self, images:torch.Tensor)->np.ndarray:
         is_module = isinstance(self.module, nn.Module)

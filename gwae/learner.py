@@ -144,7 +144,9 @@ def set_rng_state(
 # %% ../nbs/08_learner.ipynb #64708832
 class LossModule(nn.Module):
     "The module a fastai `Learner` drives: `forward(x)` returns `model.loss(x)`."
-    def __init__(self, model:RepresentationModel):
+    def __init__(self,
+                 model:RepresentationModel, # the model to train
+                ):
         super().__init__()
         self.model = model
     def forward(self, x:Tensor)->dict: return self.model.loss(x)
@@ -153,12 +155,17 @@ class LossModule(nn.Module):
         "The device of the model's parameters."
         return self.model.device
 
-def rep_model(learn:Learner)->RepresentationModel:
+def rep_model(
+    learn:Learner, # a learner made by `make_learner`
+)->RepresentationModel:
     "The `RepresentationModel` a `Learner` trains, also while a data parallel wrapper holds it."
     m = learn.model
     return getattr(m, 'module', m).model
 
-def main_loss(pred:dict, *targets)->Tensor:
+def main_loss(
+    pred:dict, # the model's loss terms
+    *targets, # the batch's targets (unused: the terms are the loss)
+)->Tensor:
     "The loss the main optimizer minimises: the `'loss'` entry of the model's terms."
     return pred['loss']
 
@@ -275,7 +282,9 @@ class ExtraStepsCallback(Callback):
                  model:RepresentationModel, # the model whose `extra_steps()` get optimizers
                 ): self.optimizers = extra_optimizers(model)
 
-    def sync_grads(self, step:ExtraStep):
+    def sync_grads(self,
+                   step:ExtraStep, # the extra step whose gradients were just computed
+                  ):
         "Average the gradients of `step` across processes (under data parallel training only)."
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()): return
         world = torch.distributed.get_world_size()

@@ -211,11 +211,11 @@ def resume(
 @dataclass
 class Run:
     "A trained run loaded from its folder."
-    path:Path
-    config:RunConfig
-    model:RepresentationModel
-    history:list[dict]
-    metrics:dict
+    path:Path # the run folder
+    config:RunConfig # its `config.yaml`
+    model:RepresentationModel # the model with the loaded weights, in eval mode
+    history:list[dict] # rows of `history.csv`
+    metrics:dict # `metrics.json` (empty before `evaluate_run`)
 
 def load_weights(
     model:nn.Module, # the model to load into
@@ -289,7 +289,9 @@ def evaluate_model(
 # %% ../nbs/11_runs.ipynb #deded3cd
 class SampledCodes(nn.Module):
     "`model` seen through posterior samples: `embed(x)` is `model.embed(x, sample=True)`."
-    def __init__(self, model:RepresentationModel):
+    def __init__(self,
+                 model:RepresentationModel, # a model whose `embed(x, sample=True)` samples
+                ):
         super().__init__()
         self.model = model
     def embed(self, x:Tensor)->Tensor:

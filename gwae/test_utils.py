@@ -49,7 +49,10 @@ class TinyAEConfig(Config):
 class TinyAE(RepresentationModel):
     "A linear Gaussian autoencoder, optionally with a linear critic on its codes."
     config_cls = TinyAEConfig
-    def __init__(self, x_shape:Sequence[int], cfg:TinyAEConfig|None=None, **changes):
+    def __init__(self,
+                 x_shape:Sequence[int], # shape of one item, e.g. (1, 4, 4)
+                 cfg:TinyAEConfig|None=None, # its settings (default `TinyAEConfig()`)
+                 **changes): # settings to override
         super().__init__(x_shape, cfg, **changes)
         n, self.z_dim = math.prod(self.x_shape), self.cfg.z_dim
         self.optimizer = OptimizerConfig('adam', lr=self.cfg.lr)
@@ -106,14 +109,21 @@ class BlobsConfig(Config):
     n_train: int = param(256, 'training images', ge=1)
     n_valid: int = param(64, 'validation images', ge=1)
 
-def blobs(n:int, seed:int)->torch.utils.data.TensorDataset:
+def blobs(
+    n:int, # number of images
+    seed:int, # seed of the places
+)->torch.utils.data.TensorDataset:
     "`n` 1×4×4 images of one bright pixel (0.9) on a dim background (0.1), labelled by its place."
     g = torch.Generator().manual_seed(seed)
     pos = torch.randint(0, 16, (n,), generator=g)
     x = torch.full((n, 16), 0.1).scatter(1, pos[:, None], 0.9)
     return torch.utils.data.TensorDataset(x.view(n, 1, 4, 4), pos)
 
-def blobs_dls(cfg:BlobsConfig, batch_size:int, seed:int)->DataLoaders:
+def blobs_dls(
+    cfg:BlobsConfig, # sizes of the two splits
+    batch_size:int, # minibatch size
+    seed:int, # seed of the training images (the validation images use `seed + 1`)
+)->DataLoaders:
     "The `tiny_blobs` loaders."
     return tiny_dls(blobs(cfg.n_train, seed), blobs(cfg.n_valid, seed + 1), batch_size)
 
@@ -124,7 +134,11 @@ class VectorsConfig(Config):
     n: int = param(64, 'items per split', ge=1)
     dim: int = param(12, 'vector length', ge=1)
 
-def vectors_dls(cfg:VectorsConfig, batch_size:int, seed:int)->DataLoaders:
+def vectors_dls(
+    cfg:VectorsConfig, # number and length of the vectors
+    batch_size:int, # minibatch size
+    seed:int, # seed of the training vectors (the validation vectors use `seed + 1`)
+)->DataLoaders:
     "The `tiny_vectors` loaders: uniform random vectors in [0, 1]."
     def split(s):
         x = torch.rand(cfg.n, cfg.dim, generator=torch.Generator().manual_seed(s))
@@ -155,7 +169,11 @@ class SquaresConfig(Config):
     size: int = param(28, 'image side', ge=8)
     channels: int = param(1, 'image channels (1 or 3)', ge=1, le=3)
 
-def squares_dls(cfg:SquaresConfig, batch_size:int, seed:int)->DataLoaders:
+def squares_dls(
+    cfg:SquaresConfig, # number, size and channels of the images
+    batch_size:int, # minibatch size
+    seed:int, # seed of the training images (the validation images use `seed + 1`)
+)->DataLoaders:
     "The `tiny_squares` loaders."
     def split(s):
         return torch.utils.data.TensorDataset(squares(cfg.n, cfg.size, cfg.channels, s),
@@ -172,7 +190,9 @@ for _name, _config_cls, _make_dls in [('tiny_blobs', BlobsConfig, blobs_dls),
 # %% ../nbs/99_test_utils.ipynb #54c1657f
 class Toy(nn.Module):
     "A fake model: codes are the flattened image times `w`; reconstructions are off by `w - 1`."
-    def __init__(self, w=1.0):
+    def __init__(self,
+                 w=1.0, # the weight of the codes
+                ):
         super().__init__(); self.w = nn.Parameter(torch.tensor(w)); self.drop = nn.Dropout(0.5)
     def embed(self, x):
         "The codes: the flattened images (after dropout) times `w`."
