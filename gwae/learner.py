@@ -315,6 +315,7 @@ def epoch_order(
     "The shuffled item order of `epoch`: a permutation that depends only on `(seed, epoch)`."
     return np.random.default_rng([seed, epoch]).permutation(n).tolist()
 
+# %% ../nbs/08_learner.ipynb #43564bc2
 class DataOrderCallback(Callback):
     "Shuffle each training epoch by `epoch_order`; skip `skip` batches of the first epoch (resume)."
     order = 12 # after fastai's `DistributedTrainer` has wrapped the training loader
