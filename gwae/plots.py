@@ -21,7 +21,8 @@ __all__ = ['reconstruction_figure', 'sample_figure', 'traversal_figure', 'loss_f
 # %% ../nbs/10_plots.ipynb #71720b9b
 def _grid(rows:list[Tensor], title:str, row_labels:list[str]|None=None)->Figure:
     "Rows of images in [0, 1] as one figure (`gwae.data.image_grid`)."
-    return image_grid([r.detach().float().cpu().clamp(0, 1) for r in rows], row_labels=row_labels, title=title, scale=0.5)
+    rows = [r.detach().float().cpu().clamp(0, 1) for r in rows]
+    return image_grid(rows, row_labels=row_labels, title=title, scale=0.5)
 
 @torch.no_grad()
 def reconstruction_figure(
@@ -31,6 +32,7 @@ def reconstruction_figure(
     "The images above their mean reconstructions."
     return _grid([x, model.reconstruct(x)], 'reconstructions', ['data', 'recon.'])
 
+# %% ../nbs/10_plots.ipynb #d42a78e6
 @torch.no_grad()
 def sample_figure(
     model:RepresentationModel, # a trained model
@@ -39,6 +41,7 @@ def sample_figure(
     "Images generated from the model's prior."
     return _grid(list(model.sample(2 * n).split(n)), 'samples from the prior')
 
+# %% ../nbs/10_plots.ipynb #8ca27347
 @torch.no_grad()
 def traversal_figure(
     model:RepresentationModel, # a trained model
@@ -53,13 +56,16 @@ def traversal_figure(
     rows = []
     for d in range(min(model.z_dim, dims)):
         zd = z.clone(); zd[:, d] = values; rows.append(model.decode(zd))
-    return _grid(rows, f'latent traversals from {-span} to {span}', [f'z{d}' for d in range(len(rows))])
+    labels = [f'z{d}' for d in range(len(rows))]
+    return _grid(rows, f'latent traversals from {-span} to {span}', labels)
 
+# %% ../nbs/10_plots.ipynb #7ca68b85
 def loss_figure(
     history:list[dict], # rows of `history.csv`
 )->Figure:
     "Every loss term per epoch, training and validation, one panel per term."
-    terms = list(dict.fromkeys(k.split('_', 1)[1] for r in history for k in r if k.startswith(('train_', 'valid_'))))
+    terms = list(dict.fromkeys(k.split('_', 1)[1] for r in history for k in r
+                               if k.startswith(('train_', 'valid_'))))
     ncol = min(4, len(terms)) or 1
     nrow = math.ceil(len(terms) / ncol) or 1
     fig = Figure(figsize=(1.9 * ncol, 1.6 * nrow))

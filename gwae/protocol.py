@@ -26,39 +26,53 @@ __all__ = ['METRICS', 'check_dataset', 'representation', 'MetricSpec', 'register
 # %% ../nbs/09c_protocol.ipynb #ae290d45
 _DATASET_API = ('factor_sizes', 'sample_factors', 'images_from_factors')
 
-def check_dataset(dataset)->None:
+def check_dataset(
+    dataset, # the object to check
+)->None:
     "Raise a clear error unless `dataset` has the ground-truth interface."
     missing = [a for a in _DATASET_API if not hasattr(dataset, a)]
-    if missing: raise ValueError(f"{type(dataset).__name__} is not a ground-truth dataset: it lacks {', '.join(missing)}")
+    if missing:
+        raise ValueError(f"{type(dataset).__name__} is not a ground-truth dataset: "
+                         f"it lacks {', '.join(missing)}")
 
-def representation(model:nn.Module, batch_size:int=64)->Callable[[torch.Tensor], np.ndarray]:
+def representation(
+    model:nn.Module, # has `embed(x)`
+    batch_size:int=64, # images per `embed` call
+)->Callable[[torch.Tensor], np.ndarray]:
     "The function `images -> codes (N, D) float64` that metrics see: `model.embed` in batches."
-    def represent(images): return apply_batched(model, 'embed', images, batch_size).flatten(1).double().numpy()
+    def represent(images):
+        return apply_batched(model, 'embed', images, batch_size).flatten(1).double().numpy()
     represent.__name__ = f"{type(model).__name__}.embed"
     return represent
 
 # %% ../nbs/09c_protocol.ipynb #8be296d1
 @dataclasses.dataclass
 class MetricSpec:
-    "How `evaluate` runs one metric: the function, its calling convention and dlib's sample protocol."
+    "How `evaluate` runs one metric: the function, its calling convention and dlib's protocol."
     fn:Callable|str # the metric, or 'module:function'
     kind:str # 'codes' | 'codes_only' | 'split' | 'dataset' | 'reconstruction'
     protocol:dict # sample counts and batch size, e.g. dict(num_train=10000, batch_size=16)
-    kwargs:dict = dataclasses.field(default_factory=dict) # fixed estimator options passed to the function
+    kwargs:dict = dataclasses.field(default_factory=dict) # fixed estimator options for the function
 
     def resolve(self)->Callable:
         "The metric function (imported on first use when given by name)."
         if callable(self.fn): return self.fn
         mod, _, name = self.fn.partition(':')
         try: return getattr(importlib.import_module(mod), name)
-        except (ImportError, AttributeError) as e: raise ValueError(f"metric function {self.fn!r} is not available: {e}") from None
+        except (ImportError, AttributeError) as e:
+            raise ValueError(f"metric function {self.fn!r} is not available: {e}") from None
 
     @property
     def estimator(self)->str:
         "'module:function' of the metric, plus its fixed options."
-        name = self.fn if isinstance(self.fn, str) else f"{getattr(self.fn, '__module__', '?')}:{getattr(self.fn, '__qualname__', repr(self.fn))}"
-        return name + (f"({', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())})" if self.kwargs else '')
+        if isinstance(self.fn, str): name = self.fn
+        else:
+            module = getattr(self.fn, '__module__', '?')
+            name = f"{module}:{getattr(self.fn, '__qualname__', repr(self.fn))}"
+        options = ', '.join(f'{k}={v!r}' for k, v in self.kwargs.items())
+        return name + (f"({options})" if self.kwargs else '')
 
+# %% ../nbs/09c_protocol.ipynb #5d39c4d9
 _KINDS = ('codes', 'codes_only', 'split', 'dataset', 'reconstruction')
 METRICS:dict[str, MetricSpec] = {}
 
@@ -74,19 +88,24 @@ def register_metric(
     METRICS[name] = MetricSpec(fn, kind, dict(protocol), kwargs)
     return METRICS[name]
 
+# %% ../nbs/09c_protocol.ipynb #e9de7b85
 def _register_defaults():
     "dlib's unsupervised_study_v1 protocols for the library's metrics."
-    train, split = dict(num_train=10000, batch_size=16), dict(num_train=10000, num_test=5000, batch_size=16)
+    train = dict(num_train=10000, batch_size=16)
+    split = dict(num_train=10000, num_test=5000, batch_size=16)
+    intervention = dict(batch_size=64, num_train=10000, num_eval=5000)
     for name, fn, kind, protocol in [
         ('mig', 'mig', 'codes', train), ('irs', 'irs', 'codes', train),
         ('unsupervised', 'unsupervised_scores', 'codes_only', train),
         ('dci', 'dci', 'split', split), ('sap', 'sap', 'split', split),
         ('modularity_explicitness', 'modularity_explicitness', 'split', split),
-        ('beta_vae', 'beta_vae_score', 'dataset', dict(batch_size=64, num_train=10000, num_eval=5000)),
-        ('factor_vae', 'factor_vae_score', 'dataset', dict(batch_size=64, num_train=10000, num_eval=5000, num_variance_estimate=10000))]:
+        ('beta_vae', 'beta_vae_score', 'dataset', intervention),
+        ('factor_vae', 'factor_vae_score', 'dataset',
+         dict(intervention, num_variance_estimate=10000))]:
         register_metric(name, f'gwae.metrics:{fn}', kind, protocol)
-    register_metric('dci_fast', 'gwae.metrics:dci', 'split', split, estimator='fast')  # the fast seeded DCI variant
-    register_metric('psnr', 'gwae.evaluation:psnr', 'reconstruction', dict(num_test=5000, batch_size=32), batch_size=32)
+    register_metric('dci_fast', 'gwae.metrics:dci', 'split', split, estimator='fast')
+    register_metric('psnr', 'gwae.evaluation:psnr', 'reconstruction',
+                    dict(num_test=5000, batch_size=32), batch_size=32)
 
 _register_defaults()
 
@@ -94,17 +113,22 @@ _register_defaults()
 def library_versions()->dict:
     "Versions of Python and the libraries that determine the numbers."
     out = dict(python=platform.python_version())
-    for dist, key in [('torch', 'torch'), ('numpy', 'numpy'), ('scipy', 'scipy'), ('scikit-learn', 'sklearn'),
-                      ('numba', 'numba'), ('pandas', 'pandas'), ('gwae', 'gwae')]:
+    for dist, key in [('torch', 'torch'), ('numpy', 'numpy'), ('scipy', 'scipy'),
+                      ('scikit-learn', 'sklearn'), ('numba', 'numba'), ('pandas', 'pandas'),
+                      ('gwae', 'gwae')]:
         try: out[key] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             out[key] = getattr(importlib.import_module(key), '__version__', 'unknown')
     return out
 
 def _scaled(protocol:dict, scale:float)->dict:
-    return {k: max(1, int(round(v * scale))) if k.startswith('num_') else v for k, v in protocol.items()}
+    "`protocol` with every `num_*` count multiplied by `scale` (at least 1)."
+    def count(v): return max(1, int(round(v * scale)))
+    return {k: count(v) if k.startswith('num_') else v for k, v in protocol.items()}
 
-def _run_metric(spec:MetricSpec, represent:Callable, model:nn.Module, dataset, seed:int, p:dict)->dict:
+def _run_metric(spec:MetricSpec, represent:Callable, model:nn.Module, dataset, seed:int,
+                p:dict)->dict:
+    "One metric's results, by its calling convention, from a fresh `RandomState(seed)`."
     fn, kw, rng = spec.resolve(), dict(spec.kwargs), np.random.RandomState(seed)
     if 'seed' in inspect.signature(fn).parameters: kw.setdefault('seed', seed)
     draw = lambda n: sample_codes(dataset, represent, n, rng, p['batch_size'])
@@ -127,19 +151,22 @@ def evaluate(
     overrides:dict|None=None, # per-metric protocol changes, e.g. {'mig': {'num_train': 2000}}
     embed_batch_size:int=64, # images per `model.embed` call (does not change what is drawn)
 )->pd.DataFrame:
-    "Run named metrics on `model` and `dataset` with dlib's sampling protocol; tidy results plus a provenance record."
+    "Run named metrics on `model` and `dataset` with dlib's sampling protocol, with provenance."
     check_dataset(dataset)
     overrides = overrides or {}
     unknown = [m for m in [*metrics, *overrides] if m not in METRICS]
     if unknown: raise ValueError(f"unknown metric(s) {unknown}; registered: {sorted(METRICS)}")
     if scale <= 0: raise ValueError(f"scale must be positive, got {scale}")
     represent, rows = representation(model, embed_batch_size), []
+    source = str(getattr(dataset, 'source', 'unknown'))
     record = dict(seed=seed, scale=scale, protocol={}, estimators={}, seconds={},
-                  rng='numpy.random.RandomState(seed), fresh per metric; train sample drawn before test',
-                  dataset=dict(cls=type(dataset).__name__, source=str(getattr(dataset, 'source', 'unknown')),
+                  rng='numpy.random.RandomState(seed), fresh per metric; '
+                      'train sample drawn before test',
+                  dataset=dict(cls=type(dataset).__name__, source=source,
                                factor_names=list(getattr(dataset, 'factor_names', [])),
                                factor_sizes=[int(s) for s in dataset.factor_sizes]),
-                  model=dict(cls=type(model).__name__, representation='embed'), versions=library_versions())
+                  model=dict(cls=type(model).__name__, representation='embed'),
+                  versions=library_versions())
     for name in metrics:
         spec = METRICS[name]
         p, t0 = {**_scaled(spec.protocol, scale), **overrides.get(name, {})}, time.perf_counter()
@@ -153,6 +180,7 @@ def evaluate(
     df.attrs['evaluation'] = record
     return df
 
+# %% ../nbs/09c_protocol.ipynb #2060c459
 def evaluation_record(
     df:pd.DataFrame, # a result of `evaluate`
     path:str|Path|None=None, # also write it there as JSON
@@ -166,7 +194,9 @@ def evaluation_record(
 @dataclasses.dataclass
 class EvalConfig(Config):
     "Settings of an `evaluate` run; `evaluate(model, dataset, **cfg.to_dict())`."
-    metrics:list[str] = param(['mig', 'dci', 'sap', 'modularity_explicitness', 'beta_vae', 'factor_vae'], 'metric names, see METRICS')
+    metrics:list[str] = param(
+        ['mig', 'dci', 'sap', 'modularity_explicitness', 'beta_vae', 'factor_vae'],
+        'metric names, see METRICS')
     seed:int = param(0, 'seed of every metric (dlib: 0)', ge=0)
     scale:float = param(1.0, 'multiplies every num_* sample count', gt=0)
     overrides:dict = param({}, 'per-metric protocol changes, e.g. {mig: {num_train: 2000}}')

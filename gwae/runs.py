@@ -13,13 +13,15 @@ from typing import Sequence
 
 import torch
 from torch import nn, Tensor
+from fastcore.basics import patch
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 
 from .core import Config, Registry, param, seed_everything, default_device
 from .models import RepresentationModel
 from .gwae import GWAE
-from .baselines import AE, VAE, BetaVAE, AnnealedVAE, FactorVAE, BetaTCVAE, DIPVAE, InfoVAE, WAE, DAGMM
+from .baselines import (AE, VAE, BetaVAE, AnnealedVAE, FactorVAE, BetaTCVAE, DIPVAE, InfoVAE,
+                            WAE, DAGMM)
 from .consistency import ConsistencyConfig, ConsistencyRegularized
 from .datasets import DATASETS
 from .learner import TrainConfig, _floats, fit, load_state, read_csv
@@ -32,31 +34,38 @@ __all__ = ['DISENTANGLEMENT', 'MODELS', 'RunEvalConfig', 'register_model', 'make
            'SampledCodes', 'disentanglement', 'evaluate_run']
 
 # %% ../nbs/11_runs.ipynb #c857f79c
-DISENTANGLEMENT = ['mig', 'dci_fast', 'sap', 'modularity_explicitness', 'irs', 'unsupervised', 'beta_vae', 'factor_vae']
+DISENTANGLEMENT = ['mig', 'dci_fast', 'sap', 'modularity_explicitness', 'irs', 'unsupervised',
+                   'beta_vae', 'factor_vae']
 
 @dataclass
 class RunEvalConfig(EvalConfig):
     "How `evaluate_run` scores a run on a ground-truth dataset (see `gwae.protocol.evaluate`)."
-    metrics: list[str] = param(DISENTANGLEMENT, 'disentanglement metrics (names in gwae.protocol.METRICS), run when the data has ground-truth factors')
-    scale: float = param(0.05, "multiplies every num_* sample count of disentanglement_lib's protocols (1: the full protocol)", gt=0)
-    overrides: dict = param({'beta_vae': {'batch_size': 16}, 'factor_vae': {'batch_size': 16}}, "per-metric protocol changes; {} keeps dlib's batches of 64")
-    sample: bool = param(False, 'represent an image by a posterior sample instead of the mean (the official GWAE evaluation samples)')
+    metrics: list[str] = param(DISENTANGLEMENT, 'disentanglement metrics (names in '
+                               'gwae.protocol.METRICS), run when the data has ground-truth factors')
+    scale: float = param(0.05, "multiplies every num_* sample count of disentanglement_lib's "
+                         "protocols (1: the full protocol)", gt=0)
+    overrides: dict = param({'beta_vae': {'batch_size': 16}, 'factor_vae': {'batch_size': 16}},
+                            "per-metric protocol changes; {} keeps dlib's batches of 64")
+    sample: bool = param(False, 'represent an image by a posterior sample instead of the mean '
+                         '(the official GWAE evaluation samples)')
 
 # %% ../nbs/11_runs.ipynb #05b2642f
 MODELS = Registry('model')
 
 def register_model(
     name:str, # the name configs use, e.g. 'gwae'
-    model_cls:type, # a `RepresentationModel` with a `config_cls`, built as `model_cls(x_shape, cfg)`
+    model_cls:type, # a `RepresentationModel` with a `config_cls`: `model_cls(x_shape, cfg)`
     aliases:Sequence[str]=(), # other accepted spellings
 )->type:
     "Make a model available to run configs under `name`."
     if getattr(model_cls, 'config_cls', None) is None:
-        raise ValueError(f"{model_cls.__name__} needs a `config_cls` (its Config class) to be registered")
+        raise ValueError(f"{model_cls.__name__} needs a `config_cls` (its Config class) "
+                         "to be registered")
     return MODELS.register(name, model_cls, aliases)
 
-for _name, _cls in dict(gwae=GWAE, ae=AE, vae=VAE, beta_vae=BetaVAE, annealed_vae=AnnealedVAE, factor_vae=FactorVAE,
-                        beta_tcvae=BetaTCVAE, dip_vae=DIPVAE, info_vae=InfoVAE, wae=WAE, dagmm=DAGMM).items():
+for _name, _cls in dict(gwae=GWAE, ae=AE, vae=VAE, beta_vae=BetaVAE, annealed_vae=AnnealedVAE,
+                        factor_vae=FactorVAE, beta_tcvae=BetaTCVAE, dip_vae=DIPVAE,
+                        info_vae=InfoVAE, wae=WAE, dagmm=DAGMM).items():
     register_model(_name, _cls)
 
 def make_model(
@@ -70,11 +79,13 @@ def make_model(
 
 # %% ../nbs/11_runs.ipynb #c1fff88c
 def _validated(spec:dict, registry:Registry, kind:str)->dict:
-    "`spec` = {name, **settings} checked by the registered config class; returns it with every default filled in."
-    if 'name' not in spec: raise ValueError(f"{kind}: missing {kind}.name; known: {', '.join(sorted(registry))}")
+    "`spec` = {name, **settings} checked by the registered config class, every default filled in."
+    if 'name' not in spec:
+        raise ValueError(f"{kind}: missing {kind}.name; known: {', '.join(sorted(registry))}")
     try: name = registry.canonical(spec['name'])
     except ValueError as e:
-        raise ValueError(f"{kind}.name: {e} (a module listed under `imports` can register more with register_{kind})") from None
+        raise ValueError(f"{kind}.name: {e} (a module listed under `imports` can register more "
+                         f"with register_{kind})") from None
     config_cls = registry[name].config_cls
     settings = {k: v for k, v in spec.items() if k != 'name'}
     return {'name': name, **config_cls.from_dict(settings, where=f"{kind} ({name})").to_dict()}
@@ -82,55 +93,72 @@ def _validated(spec:dict, registry:Registry, kind:str)->dict:
 @dataclass
 class RunConfig(Config):
     "A whole run: model, data and training settings (what a run folder's `config.yaml` holds)."
-    imports: list[str] = param([], 'modules imported first; they may register more models and datasets')
+    imports: list[str] = param(
+        [], 'modules imported first; they may register more models and datasets')
     model: dict = param({}, "model name and its settings, e.g. {name: gwae, z_dim: 10}")
     data: dict = param({}, "dataset name and its settings, e.g. {name: dsprites, size: 32}")
     train: TrainConfig = param(TrainConfig(), 'training settings')
-    consistency: ConsistencyConfig|None = param(None, 'wrap the model in consistency regularisation with these settings, e.g. {lam: 1.0}; null: off')
+    consistency: ConsistencyConfig|None = param(
+        None, 'wrap the model in consistency regularisation with these settings, e.g. {lam: 1.0}; '
+        'null: off')
     evaluation: RunEvalConfig = param(RunEvalConfig(), 'how evaluate_run scores the run')
 
     def __post_init__(self):
         super().__post_init__()
         for m in self.imports:
             try: importlib.import_module(m)
-            except ImportError as e: raise ValueError(f"imports: cannot import {m!r} ({e}); check the name and PYTHONPATH") from None
+            except ImportError as e:
+                raise ValueError(f"imports: cannot import {m!r} ({e}); "
+                                 "check the name and PYTHONPATH") from None
         self.model = _validated(self.model, MODELS, 'model')
         self.data = _validated(self.data, DATASETS, 'data')
 
     def _settings(self, part:dict)->dict: return {k: v for k, v in part.items() if k != 'name'}
 
-    def build_model(self,
-        x_shape:tuple, # shape of one data item
-        n_train:int|None=None, # training-set size; fills a `dataset_size` setting left unset
-    )->RepresentationModel:
-        "A freshly initialised model for the data (seed first for reproducible weights)."
-        model_cls, settings = MODELS[self.model['name']], self._settings(self.model)
-        if 'dataset_size' in settings and settings['dataset_size'] is None and n_train: settings['dataset_size'] = n_train
-        model = model_cls(tuple(x_shape), model_cls.config_cls.from_dict(settings))
-        return model if self.consistency is None else ConsistencyRegularized(model, self.consistency)
+# %% ../nbs/11_runs.ipynb #4dfcac16
+@patch
+def build_model(self:RunConfig,
+    x_shape:tuple, # shape of one data item
+    n_train:int|None=None, # training-set size; fills a `dataset_size` setting left unset
+)->RepresentationModel:
+    "A freshly initialised model for the data (seed first for reproducible weights)."
+    model_cls, settings = MODELS[self.model['name']], self._settings(self.model)
+    if 'dataset_size' in settings and settings['dataset_size'] is None and n_train:
+        settings['dataset_size'] = n_train
+    model = model_cls(tuple(x_shape), model_cls.config_cls.from_dict(settings))
+    return model if self.consistency is None else ConsistencyRegularized(model, self.consistency)
 
-    def data_config(self)->Config:
-        "The validated settings of the run's dataset."
-        return DATASETS[self.data['name']].config_cls.from_dict(self._settings(self.data))
+# %% ../nbs/11_runs.ipynb #f6e94216
+@patch
+def data_config(self:RunConfig)->Config:
+    "The validated settings of the run's dataset."
+    return DATASETS[self.data['name']].config_cls.from_dict(self._settings(self.data))
 
-    def build_dls(self)->DataLoaders:
-        "The training and validation `DataLoaders`."
-        return DATASETS[self.data['name']].make_dls(self.data_config(), batch_size=self.train.batch_size, seed=self.train.seed)
+@patch
+def build_dls(self:RunConfig)->DataLoaders:
+    "The training and validation `DataLoaders`."
+    spec = DATASETS[self.data['name']]
+    return spec.make_dls(self.data_config(), batch_size=self.train.batch_size, seed=self.train.seed)
 
-    def ground_truth(self):
-        "The ground-truth dataset behind the data, its images sized as the model sees them; None if it has no factors."
-        spec = DATASETS[self.data['name']]
-        return None if spec.ground_truth is None else spec.ground_truth(self.data_config())
+@patch
+def ground_truth(self:RunConfig):
+    "The data's ground-truth dataset, images sized as the model sees them; None without factors."
+    spec = DATASETS[self.data['name']]
+    return None if spec.ground_truth is None else spec.ground_truth(self.data_config())
 
 # %% ../nbs/11_runs.ipynb #e569585e
-def item_shape(dls:DataLoaders)->tuple:
-    "Shape of one training item as the model sees it: a one-item batch through the loader's transforms."
+def item_shape(
+    dls:DataLoaders, # the run's loaders
+)->tuple:
+    "Shape of one training item as the model sees it: one item through the loader's transforms."
     dl = dls.train
     b = dl.after_batch(dl.do_batch([dl.do_item(0)]))
     return tuple((b[0] if isinstance(b, (tuple, list)) else b).shape[1:])
 
-def build_run(cfg:RunConfig)->tuple[RepresentationModel, DataLoaders]:
-    "Seed (`cfg.train.seed`), then build the data and the model: the same config gives the same weights and data."
+def build_run(
+    cfg:RunConfig, # the run's config
+)->tuple[RepresentationModel, DataLoaders]:
+    "Seed (`cfg.train.seed`), then build the data and the model: the same config, the same weights."
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     dls = cfg.build_dls()
     return cfg.build_model(item_shape(dls), len(dls.train.dataset)), dls
@@ -145,29 +173,32 @@ def default_run_dir(
 
 def train(
     cfg:RunConfig, # model, data and training settings
-    path:str|Path|None=None, # the run folder (default: `default_run_dir(cfg)`); must not hold a checkpoint yet
+    path:str|Path|None=None, # a run folder without a checkpoint (default: `default_run_dir(cfg)`)
     progress:bool=True, # show progress bars
     cbs:list|None=None, # more fastai callbacks
 )->Learner:
-    "Train a new run into the folder `path`; returns the `Learner` (`learn.path` is the run folder)."
+    "Train a new run into the folder `path`; returns the `Learner` (`learn.path`: the run folder)."
     path = Path(path) if path is not None else default_run_dir(cfg)
     if (path/'checkpoint.safetensors').exists():
-        raise FileExistsError(f"{path} already holds a run; continue it with `gwae resume {path}` or choose another folder")
+        raise FileExistsError(f"{path} already holds a run; continue it with `gwae resume {path}` "
+                              "or choose another folder")
     model, dls = build_run(cfg)  # everything that can fail early, before the folder exists
     path.mkdir(parents=True, exist_ok=True)
     cfg.to_yaml(path/'config.yaml')
     source = getattr(dls.train.dataset, 'source', 'unknown')
-    (path/'run.json').write_text(json.dumps(dict(x_shape=list(item_shape(dls)), data_source=source, n_train=len(dls.train.dataset),
-                                                 n_valid=len(dls.valid.dataset), torch=torch.__version__), indent=1))
+    run = dict(x_shape=list(item_shape(dls)), data_source=source, n_train=len(dls.train.dataset),
+               n_valid=len(dls.valid.dataset), torch=torch.__version__)
+    (path/'run.json').write_text(json.dumps(run, indent=1))
     return fit(model, dls, cfg.train, path=path, progress=progress, cbs=cbs)
 
+# %% ../nbs/11_runs.ipynb #155b743e
 def resume(
     path:str|Path, # a run folder with a checkpoint
     epochs:int|None=None, # train up to this many epochs in total (default: the config's)
     progress:bool=True, # show progress bars
     cbs:list|None=None, # more fastai callbacks
 )->Learner:
-    "Continue the run in `path` from its last checkpoint, to the same numbers an uninterrupted run reaches (CPU)."
+    "Continue the run in `path` from its last checkpoint, to an uninterrupted run's numbers (CPU)."
     path = Path(path)
     cfg = RunConfig.from_yaml(path/'config.yaml')
     if epochs is not None:
@@ -180,14 +211,17 @@ def resume(
 @dataclass
 class Run:
     "A trained run loaded from its folder."
-    path:Path
-    config:RunConfig
-    model:RepresentationModel
-    history:list[dict]
-    metrics:dict
+    path:Path # the run folder
+    config:RunConfig # its `config.yaml`
+    model:RepresentationModel # the model with the loaded weights, in eval mode
+    history:list[dict] # rows of `history.csv`
+    metrics:dict # `metrics.json` (empty before `evaluate_run`)
 
-def load_weights(model:nn.Module, path:str|Path)->nn.Module:
-    "Load a `weights_*.safetensors` (or a checkpoint's model part) into `model`, never running pickled code."
+def load_weights(
+    model:nn.Module, # the model to load into
+    path:str|Path, # a `weights_*.safetensors` or a `checkpoint.safetensors`
+)->nn.Module:
+    "Load a `weights_*.safetensors` (or a checkpoint's model part) into `model`; no pickled code."
     state = load_state(path)
     model.load_state_dict(state['model'] if 'model' in state and 'progress' in state else state)
     return model
@@ -199,15 +233,19 @@ def load_run(
 )->Run:
     "The model (in eval mode), config, history and metrics of the run in `path`."
     path = Path(path)
-    if not (path/'config.yaml').exists(): raise FileNotFoundError(f"{path} is not a run folder (no config.yaml)")
-    if which not in ('best', 'last'): raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    if not (path/'config.yaml').exists():
+        raise FileNotFoundError(f"{path} is not a run folder (no config.yaml)")
+    if which not in ('best', 'last'):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     weights = path/f'weights_{which}.safetensors'
-    if not weights.exists(): raise FileNotFoundError(f"{weights} not found: the run has not finished an epoch yet")
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights} not found: the run has not finished an epoch yet")
     cfg = RunConfig.from_yaml(path/'config.yaml')
     x_shape = json.loads((path/'run.json').read_text())['x_shape']
     model = load_weights(cfg.build_model(x_shape), weights).to(default_device(device)).eval()
     history = read_csv(path/'history.csv') if (path/'history.csv').exists() else []
-    metrics = json.loads((path/'metrics.json').read_text()) if (path/'metrics.json').exists() else {}
+    metrics_file = path/'metrics.json'
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     return Run(path, cfg, model, history, metrics)
 
 # %% ../nbs/11_runs.ipynb #42fe5bee
@@ -218,13 +256,13 @@ def save_figures(
     folder:str|Path, # where the PNG files go
     n:int=8, # images per row
 )->list[Path]:
-    "Reconstructions, samples, latent traversals and loss curves (`gwae.plots`) as PNG files; returns their paths."
+    "Reconstructions, samples, latent traversals and loss curves (`gwae.plots`) as PNG files."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     model.eval(); figures = {}
     if x.dim() == 4:
         x = x[:n]
-        figures.update(reconstructions=reconstruction_figure(model, x), samples=sample_figure(model, n),
-                       traversals=traversal_figure(model, x[:1]))
+        figures.update(reconstructions=reconstruction_figure(model, x),
+                       samples=sample_figure(model, n), traversals=traversal_figure(model, x[:1]))
     if history: figures['loss_curves'] = loss_figure(history)
     paths = []
     for name, fig in figures.items():
@@ -248,28 +286,37 @@ def evaluate_model(
         n += len(x)
     return {('psnr' if k == 'psnr' else f'valid_{k}'): v / n for k, v in sums.items()}
 
+# %% ../nbs/11_runs.ipynb #deded3cd
 class SampledCodes(nn.Module):
     "`model` seen through posterior samples: `embed(x)` is `model.embed(x, sample=True)`."
-    def __init__(self, model:RepresentationModel):
+    def __init__(self,
+                 model:RepresentationModel, # a model whose `embed(x, sample=True)` samples
+                ):
         super().__init__()
         self.model = model
-    def embed(self, x:Tensor)->Tensor: return self.model.embed(x, sample=True)
-    def reconstruct(self, x:Tensor)->Tensor: return self.model.reconstruct(x)
+    def embed(self, x:Tensor)->Tensor:
+        "A posterior sample of the code of `x`."
+        return self.model.embed(x, sample=True)
+    def reconstruct(self, x:Tensor)->Tensor:
+        "The model's reconstruction of `x`."
+        return self.model.reconstruct(x)
 
 def disentanglement(
     model:RepresentationModel, # a trained model
     dataset, # a ground-truth dataset (`RunConfig.ground_truth()`)
     cfg:RunEvalConfig|None=None, # metrics, scale, seed, representation
 )->tuple[dict, dict]: # {'<metric>.<key>': value} and the provenance record
-    "The disentanglement metrics of `cfg` on `model`'s codes of `dataset` (`gwae.protocol.evaluate`)."
+    "The disentanglement metrics of `cfg` on `model`'s codes of `dataset` (`evaluate`)."
     cfg = cfg or RunEvalConfig()
     settings = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(EvalConfig)}
     df = evaluate(SampledCodes(model) if cfg.sample else model, dataset, **settings)
     record = evaluation_record(df)
     scores = {f"{r['metric']}.{r['key']}": r['value'] for r in record.pop('results')}
-    record['model'] = dict(cls=type(model).__name__, representation=f"embed(x, sample={cfg.sample})")
+    representation = f"embed(x, sample={cfg.sample})"
+    record['model'] = dict(cls=type(model).__name__, representation=representation)
     return scores, record
 
+# %% ../nbs/11_runs.ipynb #9c50d425
 def evaluate_run(
     path:str|Path, # a run folder
     which:str='best', # 'best' or 'last' weights
@@ -283,7 +330,8 @@ def evaluate_run(
     metrics = dict(weights=which, **evaluate_model(run.model, dls.valid))
     dataset, settings = run.config.ground_truth(), run.config.evaluation.replace(**changes)
     if dataset is not None and settings.metrics:
-        metrics['disentanglement'], metrics['evaluation'] = disentanglement(run.model, dataset, settings)
+        scores, record = disentanglement(run.model, dataset, settings)
+        metrics['disentanglement'], metrics['evaluation'] = scores, record
     seed_everything(run.config.train.seed)
     x = next(iter(dls.valid))[0]
     figures = save_figures(run.model, x, run.history, run.path/'figures')

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn, Tensor
+from fastai.callback.core import Callback
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from PIL import Image
@@ -29,9 +30,9 @@ from .runs import register_model
 
 # %% auto #0
 __all__ = ['CELEBA_ATTRS', 'TinyAEConfig', 'TinyAE', 'rounded', 'tiny_dls', 'BlobsConfig', 'blobs', 'blobs_dls', 'VectorsConfig',
-           'vectors_dls', 'squares', 'SquaresConfig', 'squares_dls', 'Toy', 'ToyFactors', 'RandomModel', 'official_mmd',
-           'official_gwae_step', 'write_dsprites_fixture', 'write_shapes3d_fixture', 'write_omniglot_fixture',
-           'write_celeba_fixture']
+           'vectors_dls', 'squares', 'SquaresConfig', 'squares_dls', 'Toy', 'RandomModel', 'ToyFactors',
+           'InterruptAfter', 'official_mmd', 'official_gwae_step', 'write_dsprites_fixture', 'write_shapes3d_fixture',
+           'write_omniglot_fixture', 'write_celeba_fixture']
 
 # %% ../nbs/99_test_utils.ipynb #3538f004
 @dataclass
@@ -39,14 +40,19 @@ class TinyAEConfig(Config):
     "Settings of `TinyAE`."
     z_dim: int = param(2, 'latent size', ge=1)
     lr: float = param(1e-2, 'learning rate of the main optimizer (Adam)', gt=0)
-    critic_steps: int = param(0, 'updates of the linear latent critic per main step (0: no critic)', ge=0)
+    critic_steps: int = param(0, 'updates of the linear latent critic per main step (0: no critic)',
+                              ge=0)
     nan_at_step: int = param(-1, 'make the kl term NaN at this step (-1: never)')
     sleep: float = param(0.0, 'seconds to sleep per loss call (to interrupt a run mid-epoch)', ge=0)
 
+# %% ../nbs/99_test_utils.ipynb #9a4b8e6e
 class TinyAE(RepresentationModel):
-    "A linear Gaussian autoencoder, optionally with a linear critic on its codes trained by an `ExtraStep`."
+    "A linear Gaussian autoencoder, optionally with a linear critic on its codes."
     config_cls = TinyAEConfig
-    def __init__(self, x_shape:Sequence[int], cfg:TinyAEConfig|None=None, **changes):
+    def __init__(self,
+                 x_shape:Sequence[int], # shape of one item, e.g. (1, 4, 4)
+                 cfg:TinyAEConfig|None=None, # its settings (default `TinyAEConfig()`)
+                 **changes): # settings to override
         super().__init__(x_shape, cfg, **changes)
         n, self.z_dim = math.prod(self.x_shape), self.cfg.z_dim
         self.optimizer = OptimizerConfig('adam', lr=self.cfg.lr)
@@ -60,28 +66,31 @@ class TinyAE(RepresentationModel):
         if self.cfg.sleep: time.sleep(self.cfg.sleep)
         mu, logvar = self.encode(x)
         z = reparameterize(mu, logvar)
-        terms = dict(rec=0.5 * (x - self.decode(z)).pow(2).flatten(1).sum(1).mean(), kl=gaussian_kl(mu, logvar).sum(1).mean())
+        terms = dict(rec=0.5 * (x - self.decode(z)).pow(2).flatten(1).sum(1).mean(),
+                     kl=gaussian_kl(mu, logvar).sum(1).mean())
         if self.step == self.cfg.nan_at_step: terms['kl'] = terms['kl'] * float('nan')
         if self.critic is not None: terms['adv'] = self.critic(z).mean()
         return dict(loss=sum(terms.values()), **terms)
 
     def critic_loss(self, x:Tensor)->dict:
-        "The critic's loss: it learns to score the codes above standard normal noise (weight-decayed)."
+        "The critic's loss: score the codes above standard normal noise (weight-decayed)."
         with torch.no_grad(): z = self.embed(x, sample=True)
         gap = self.critic(z).mean() - self.critic(torch.randn_like(z)).mean()
         return dict(loss=-gap + self.critic.weight.square().sum(), gap=gap)
 
     def extra_steps(self)->list[ExtraStep]:
         if self.critic is None: return []
-        return [ExtraStep('critic', self.critic.parameters(), OptimizerConfig('rmsprop', lr=1e-2), self.critic_loss,
-                          self.cfg.critic_steps)]
+        return [ExtraStep('critic', self.critic.parameters(), OptimizerConfig('rmsprop', lr=1e-2),
+                          self.critic_loss, self.cfg.critic_steps)]
 
+# %% ../nbs/99_test_utils.ipynb #61eee624
 def rounded(
     terms:dict, # loss terms (scalar tensors or floats)
     ndigits:int=4, # decimals
 )->dict:
     "Loss terms as plain rounded floats, for display."
-    return {k: round(float(v), ndigits) for k, v in terms.items()}
+    def plain(v): return float(v.detach() if torch.is_tensor(v) else v)
+    return {k: round(plain(v), ndigits) for k, v in terms.items()}
 
 # %% ../nbs/99_test_utils.ipynb #956acc2d
 def tiny_dls(
@@ -90,51 +99,67 @@ def tiny_dls(
     batch_size:int, # minibatch size
 )->DataLoaders:
     "Shuffled full training batches and in-order validation batches."
-    return DataLoaders(DataLoader(train, bs=batch_size, shuffle=True, drop_last=True), DataLoader(valid, bs=batch_size))
+    return DataLoaders(DataLoader(train, bs=batch_size, shuffle=True, drop_last=True),
+                       DataLoader(valid, bs=batch_size))
 
+# %% ../nbs/99_test_utils.ipynb #3974a7d2
 @dataclass
 class BlobsConfig(Config):
     "Settings of `tiny_blobs`."
     n_train: int = param(256, 'training images', ge=1)
     n_valid: int = param(64, 'validation images', ge=1)
 
-def blobs(n:int, seed:int)->torch.utils.data.TensorDataset:
-    "`n` 1×4×4 images of one bright pixel (0.9) on a dim background (0.1), labelled by the pixel's place."
+def blobs(
+    n:int, # number of images
+    seed:int, # seed of the places
+)->torch.utils.data.TensorDataset:
+    "`n` 1×4×4 images of one bright pixel (0.9) on a dim background (0.1), labelled by its place."
     g = torch.Generator().manual_seed(seed)
     pos = torch.randint(0, 16, (n,), generator=g)
     x = torch.full((n, 16), 0.1).scatter(1, pos[:, None], 0.9)
     return torch.utils.data.TensorDataset(x.view(n, 1, 4, 4), pos)
 
-def blobs_dls(cfg:BlobsConfig, batch_size:int, seed:int)->DataLoaders:
+def blobs_dls(
+    cfg:BlobsConfig, # sizes of the two splits
+    batch_size:int, # minibatch size
+    seed:int, # seed of the training images (the validation images use `seed + 1`)
+)->DataLoaders:
     "The `tiny_blobs` loaders."
     return tiny_dls(blobs(cfg.n_train, seed), blobs(cfg.n_valid, seed + 1), batch_size)
 
+# %% ../nbs/99_test_utils.ipynb #d9e20e5e
 @dataclass
 class VectorsConfig(Config):
     "Settings of `tiny_vectors`."
     n: int = param(64, 'items per split', ge=1)
     dim: int = param(12, 'vector length', ge=1)
 
-def vectors_dls(cfg:VectorsConfig, batch_size:int, seed:int)->DataLoaders:
+def vectors_dls(
+    cfg:VectorsConfig, # number and length of the vectors
+    batch_size:int, # minibatch size
+    seed:int, # seed of the training vectors (the validation vectors use `seed + 1`)
+)->DataLoaders:
     "The `tiny_vectors` loaders: uniform random vectors in [0, 1]."
     def split(s):
         x = torch.rand(cfg.n, cfg.dim, generator=torch.Generator().manual_seed(s))
         return torch.utils.data.TensorDataset(x, torch.zeros(cfg.n, dtype=torch.long))
     return tiny_dls(split(seed), split(seed + 1), batch_size)
 
+# %% ../nbs/99_test_utils.ipynb #8640fd4c
 def squares(
     n:int, # number of images
     size:int=16, # image side
     channels:int=3, # 3: a random colour per square; 1: a random grey level
-    seed:int=0,
+    seed:int=0, # seed of sides, places and colours
 )->Tensor: # (n, channels, size, size) in [0, 1]
-    "Squares of random side (a quarter to a half of the image), position and colour on a black background."
+    "Squares of random side (a quarter to a half of the image), place and colour on black."
     g = torch.Generator().manual_seed(seed)
     imgs = torch.zeros(n, channels, size, size)
     side = torch.randint(size // 4, size // 2, (n,), generator=g)
     for i in range(n):
         r, c = torch.randint(0, size - side[i] + 1, (2,), generator=g)
-        imgs[i, :, r:r + side[i], c:c + side[i]] = torch.rand(channels, 1, 1, generator=g) * 0.8 + 0.2
+        colour = torch.rand(channels, 1, 1, generator=g) * 0.8 + 0.2
+        imgs[i, :, r:r + side[i], c:c + side[i]] = colour
     return imgs
 
 @dataclass
@@ -144,46 +169,86 @@ class SquaresConfig(Config):
     size: int = param(28, 'image side', ge=8)
     channels: int = param(1, 'image channels (1 or 3)', ge=1, le=3)
 
-def squares_dls(cfg:SquaresConfig, batch_size:int, seed:int)->DataLoaders:
+def squares_dls(
+    cfg:SquaresConfig, # number, size and channels of the images
+    batch_size:int, # minibatch size
+    seed:int, # seed of the training images (the validation images use `seed + 1`)
+)->DataLoaders:
     "The `tiny_squares` loaders."
-    def split(s): return torch.utils.data.TensorDataset(squares(cfg.n, cfg.size, cfg.channels, s), torch.zeros(cfg.n, dtype=torch.long))
+    def split(s):
+        return torch.utils.data.TensorDataset(squares(cfg.n, cfg.size, cfg.channels, s),
+                                              torch.zeros(cfg.n, dtype=torch.long))
     return tiny_dls(split(seed), split(seed + 1), batch_size)
 
+# %% ../nbs/99_test_utils.ipynb #938dc958
 register_model('tiny_ae', TinyAE)
-register_data('tiny_blobs', BlobsConfig, blobs_dls)
-register_data('tiny_vectors', VectorsConfig, vectors_dls)
-register_data('tiny_squares', SquaresConfig, squares_dls)
+for _name, _config_cls, _make_dls in [('tiny_blobs', BlobsConfig, blobs_dls),
+                                      ('tiny_vectors', VectorsConfig, vectors_dls),
+                                      ('tiny_squares', SquaresConfig, squares_dls)]:
+    register_data(_name, _config_cls, _make_dls)
 
 # %% ../nbs/99_test_utils.ipynb #54c1657f
 class Toy(nn.Module):
-    "A fake model: `embed` is the flattened image times a weight; `reconstruct` adds the weight's deviation from 1."
-    def __init__(self, w=1.0):
+    "A fake model: codes are the flattened image times `w`; reconstructions are off by `w - 1`."
+    def __init__(self,
+                 w=1.0, # the weight of the codes
+                ):
         super().__init__(); self.w = nn.Parameter(torch.tensor(w)); self.drop = nn.Dropout(0.5)
-    def embed(self, x): return self.drop(x.flatten(1)) * self.w
-    def reconstruct(self, x): return x + (self.w - 1)
-
-class ToyFactors:
-    "A fake ground-truth dataset: the image is the vector of normalised factor classes, shaped (1, 1, K)."
-    factor_names, factor_sizes, source = ('a', 'b', 'c'), (4, 5, 6), 'generated'
-    def sample_factors(self, n, rng): return np.stack([rng.randint(s, size=n) for s in self.factor_sizes], 1)
-    def images_from_factors(self, classes):
-        v = np.asarray(classes) / (np.array(self.factor_sizes) - 1)
-        return torch.tensor(v, dtype=torch.float32).reshape(len(v), 1, 1, -1)
+    def embed(self, x):
+        "The codes: the flattened images (after dropout) times `w`."
+        return self.drop(x.flatten(1)) * self.w
+    def reconstruct(self, x):
+        "The images plus `w - 1`."
+        return x + (self.w - 1)
 
 class RandomModel(Toy):
     "A fake model whose codes ignore the image."
     def embed(self, x): return torch.randn(len(x), 3) * self.w
 
+# %% ../nbs/99_test_utils.ipynb #4166c863
+class ToyFactors:
+    "A fake ground-truth dataset: each image is its normalised factor classes, shaped (1, 1, 3)."
+    factor_names, factor_sizes, source = ('a', 'b', 'c'), (4, 5, 6), 'generated'
+    def sample_factors(self,
+                       n, # number of items
+                       rng, # a `np.random.RandomState`
+                      ):
+        "Random factor classes, one `randint` column per factor, as disentanglement_lib draws them."
+        return np.stack([rng.randint(s, size=n) for s in self.factor_sizes], 1)
+    def images_from_factors(self,
+                            classes, # (N, 3) factor classes
+                           ):
+        "The images of factor classes: the classes over their largest value, shaped (N, 1, 1, 3)."
+        v = np.asarray(classes) / (np.array(self.factor_sizes) - 1)
+        return torch.tensor(v, dtype=torch.float32).reshape(len(v), 1, 1, -1)
+
+# %% ../nbs/99_test_utils.ipynb #0f38f1ac
+class InterruptAfter(Callback):
+    "Interrupt training (`KeyboardInterrupt`, as Ctrl-C would) once `n` training steps are done."
+    order = 90 # after `gwae.learner.RunFolderCallback` has checkpointed the step
+    def __init__(self,
+                 n:int, # training steps to complete before the interrupt
+                ): self.n = n
+    def after_batch(self):
+        "Raise `KeyboardInterrupt` after the `n`-th training step."
+        if self.training and self.learn.terms.step == self.n: raise KeyboardInterrupt
+
 # %% ../nbs/99_test_utils.ipynb #bc56d4fa
-def official_mmd(a, b):
+def official_mmd(
+    a, # (N, L) samples
+    b, # (M, L) samples
+):
     "vaetc's MMD: the V-statistic with the kernel exp(-mean_l (a_l - b_l)**2 / L)."
     L = a.shape[1]
     def k(u, v): return torch.exp(-(u[:, None] - v[None]).square().mean(2) / L)
     return k(a, a).mean() + k(b, b).mean() - 2 * k(a, b).mean()
 
-def official_gwae_step(m, x, learned_similarity=False, mixed_potential=False, merged_condition=True):
-    "The official step_batch, written out naively, with its own optimisers (test oracle)."
-    main_params = list(chain(m.encoder.parameters(), m.decoder.parameters(), m.prior.parameters(), [m.gw.log_coef]))
+# %% ../nbs/99_test_utils.ipynb #0353dd91
+def _official_main_update(m, x, learned_similarity:bool, mixed_potential:bool,
+                          merged_condition:bool)->dict:
+    "The main half of the official step_batch: every loss term, one update of the main parameters."
+    main_params = list(chain(m.encoder.parameters(), m.decoder.parameters(), m.prior.parameters(),
+                             [m.gw.log_coef]))
     opt = (torch.optim.RMSprop(main_params, lr=1e-4) if merged_condition
            else torch.optim.Adam(main_params, lr=1e-4, betas=(0.9, 0.999)))
     B = x.shape[0]
@@ -197,7 +262,8 @@ def official_gwae_step(m, x, learned_similarity=False, mixed_potential=False, me
     dz = ((zs[:, None] - zs[None]) * (m.gw.log_coef.exp() / scale_z)).norm(p=2, dim=2)
     loss_gw = (dz - dx).abs().mean()
     loss_w = (0.5 * (x - x2) ** 2).view(B, -1).sum(dim=1).mean()
-    if learned_similarity: loss_w = loss_w + (0.5 * (m.critic.x_net(x) - m.critic.x_net(x2)) ** 2).sum(dim=1).mean()
+    if learned_similarity:
+        loss_w = loss_w + (0.5 * (m.critic.x_net(x) - m.critic.x_net(x2)) ** 2).sum(dim=1).mean()
     loss_q = -logvar.sum(dim=1).mean()
     if merged_condition:
         a = m.critic(x, z)
@@ -209,9 +275,13 @@ def official_gwae_step(m, x, learned_similarity=False, mixed_potential=False, me
     else: loss_d = official_mmd(z, zs)
     loss = loss_gw + loss_w * 1.0 + loss_q * 0.03 + loss_d * 1.0
     m.zero_grad(); loss.backward(); opt.step()
-    out = dict(loss=loss, gw=loss_gw, rec=loss_w, entropy=loss_q, match=loss_d)
-    if not merged_condition: return out
+    return dict(loss=loss, gw=loss_gw, rec=loss_w, entropy=loss_q, match=loss_d)
+
+# %% ../nbs/99_test_utils.ipynb #bacda2ea
+def _official_critic_updates(m, x, mixed_potential:bool)->Tensor:
+    "The critic half of the official step_batch: 5 updates of the critic; returns the last loss."
     critic_opt = torch.optim.RMSprop(m.critic.parameters(), lr=1e-4)
+    B = x.shape[0]
     mean, logvar = m.encoder(x)
     for _ in range(5):
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
@@ -224,23 +294,40 @@ def official_gwae_step(m, x, learned_similarity=False, mixed_potential=False, me
         if mixed_potential: p = (p + m.critic(x2, z)) / 2
         loss_logits = -(p - a).mean()
         tp = torch.rand(B, dtype=x.dtype)
-        xp = (x * tp[:, None, None, None] + x2s * (1 - tp[:, None, None, None])).requires_grad_(True)
+        tx = tp[:, None, None, None]
+        xp = (x * tx + x2s * (1 - tx)).requires_grad_(True)
         zp = (z * tp[:, None] + zs * (1 - tp[:, None])).requires_grad_(True)
         li = m.critic(xp, zp)
-        g = torch.autograd.grad(li, [xp, zp], torch.ones_like(li), retain_graph=True, create_graph=True)
+        g = torch.autograd.grad(li, [xp, zp], torch.ones_like(li), retain_graph=True,
+                                create_graph=True)
         gp = ((torch.cat([g[0].view(B, -1), g[1].view(B, -1)], 1).norm(p=2, dim=1) - 1) ** 2).mean()
         loss_gp = gp + 1e-4 * a.square().mean() + 1e-4 * p.square().mean()
         loss_disc = loss_logits + loss_gp * 10
         m.zero_grad(); loss_disc.backward(); critic_opt.step()
-    return dict(out, critic_loss=loss_disc)
+    return loss_disc
 
-# %% ../nbs/99_test_utils.ipynb #2c12fde8
+# %% ../nbs/99_test_utils.ipynb #137d5f2b
+def official_gwae_step(
+    m, # a `gwae.gwae.GWAE`
+    x, # one batch of images
+    learned_similarity:bool=False, # add the critic's feature distance to the reconstruction term
+    mixed_potential:bool=False, # average the critic's score of prior and posterior pairs
+    merged_condition:bool=True, # match the codes with the critic (False: with the MMD, no critic)
+)->dict:
+    "The official step_batch, written out naively, with its own optimisers (test oracle)."
+    out = _official_main_update(m, x, learned_similarity, mixed_potential, merged_condition)
+    if not merged_condition: return out
+    return dict(out, critic_loss=_official_critic_updates(m, x, mixed_potential))
+
+# %% ../nbs/99_test_utils.ipynb #c1a1f04b
 class _Py2Pickler(pickle._Pickler):
     "Pickles `bytes` with Python 2's `str` opcodes, as Python 2 wrote dSprites' metadata."
     dispatch = dict(pickle._Pickler.dispatch)
     def _save_py2str(self, obj:bytes):
         n = len(obj)
-        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack('<i', n)) + obj)
+        if n < 256: head = pickle.SHORT_BINSTRING + bytes([n])
+        else: head = pickle.BINSTRING + struct.pack('<i', n)
+        self.write(head + obj)
         self.memoize(obj)
     dispatch[bytes] = _save_py2str
 
@@ -254,41 +341,52 @@ def _py2(obj):
 def _npy_bytes(arr:np.ndarray)->bytes:
     b = io.BytesIO(); np.lib.format.write_array(b, arr, allow_pickle=False); return b.getvalue()
 
+def _write_dsprites_npz(path:Path, imgs, classes, values, sizes, grid):
+    "The `.npz` layout: three arrays and a Python 2 pickled `metadata` dict."
+    meta = {'latents_names': DSPRITES_LATENTS, 'latents_sizes': np.array(sizes),
+            'latents_possible_values': dict(zip(DSPRITES_LATENTS, grid)),
+            'title': 'dSprites dataset'}
+    meta_arr = np.empty((), dtype=object); meta_arr[()] = _py2(meta)
+    pk = io.BytesIO(); _Py2Pickler(pk, protocol=2).dump(meta_arr)
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {'descr': '|O', 'fortran_order': False, 'shape': ()})
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as zf:
+        for k, a in (('imgs', imgs), ('latents_classes', classes), ('latents_values', values)):
+            zf.writestr(f'{k}.npy', _npy_bytes(a))
+        zf.writestr('metadata.npy', np.lib.format.magic(1, 0) + head.getvalue()[8:] + pk.getvalue())
+
+# %% ../nbs/99_test_utils.ipynb #45bb21a9
 def write_dsprites_fixture(
     path:str|Path, # target `.npz` or `.hdf5`
-    sizes:Sequence[int]=(1, 3, 2, 4, 3, 3), # classes per latent (color, shape, scale, orientation, posX, posY)
+    sizes:Sequence[int]=(1, 3, 2, 4, 3, 3), # classes per latent, in `DSPRITES_LATENTS` order
     image_size:int=8, # side of the (random binary) images
-    seed:int=0,
+    seed:int=0, # seed of the images
 )->Path:
     "A small dSprites file in the real format on a reduced factor grid (for tests and examples)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    classes = np.stack(np.unravel_index(np.arange(math.prod(sizes)), sizes), axis=1).astype(np.int64)
-    grid = [np.ones(1), np.arange(1., sizes[1] + 1)] + [np.linspace(0.5, 1, sizes[2]), np.linspace(0, 2*np.pi, sizes[3]),
-            np.linspace(0, 1, sizes[4]), np.linspace(0, 1, sizes[5])]
+    classes = np.stack(np.unravel_index(np.arange(math.prod(sizes)), sizes), axis=1)
+    classes = classes.astype(np.int64)
+    grid = [np.ones(1), np.arange(1., sizes[1] + 1)] + [
+        np.linspace(0.5, 1, sizes[2]), np.linspace(0, 2*np.pi, sizes[3]),
+        np.linspace(0, 1, sizes[4]), np.linspace(0, 1, sizes[5])]
     values = np.stack([grid[k][classes[:, k]] for k in range(6)], axis=1)
-    imgs = np.random.default_rng(seed).integers(0, 2, (len(classes), image_size, image_size), dtype=np.uint8)
-    if path.suffix == '.npz':
-        meta = {'latents_names': DSPRITES_LATENTS, 'latents_sizes': np.array(sizes),
-                'latents_possible_values': dict(zip(DSPRITES_LATENTS, grid)), 'title': 'dSprites dataset'}
-        meta_arr = np.empty((), dtype=object); meta_arr[()] = _py2(meta)
-        pk = io.BytesIO(); _Py2Pickler(pk, protocol=2).dump(meta_arr)
-        head = io.BytesIO(); np.lib.format.write_array_header_1_0(head, {'descr': '|O', 'fortran_order': False, 'shape': ()})
-        with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as zf:
-            for k, a in (('imgs', imgs), ('latents_classes', classes), ('latents_values', values)): zf.writestr(f'{k}.npy', _npy_bytes(a))
-            zf.writestr('metadata.npy', np.lib.format.magic(1, 0) + head.getvalue()[8:] + pk.getvalue())
+    imgs = np.random.default_rng(seed).integers(0, 2, (len(classes), image_size, image_size),
+                                                dtype=np.uint8)
+    if path.suffix == '.npz': _write_dsprites_npz(path, imgs, classes, values, sizes, grid)
     else:
         import h5py
         with h5py.File(path, 'w') as f:
             f['imgs'], f['latents/classes'], f['latents/values'] = imgs, classes, values
     return path
 
+# %% ../nbs/99_test_utils.ipynb #69c2c8d9
 def write_shapes3d_fixture(
     path:str|Path, # target `.h5`
-    images_at:Sequence[int]=(0, 1, 479999), # indices whose images get random pixels; the rest stay 0 (not stored)
-    seed:int=0,
+    images_at:Sequence[int]=(0, 1, 479999), # images with random pixels; the rest are 0, not stored
+    seed:int=0, # seed of the pixels
 )->Path:
-    "A `3dshapes.h5` in the real format and full size that stores only a few images (chunked, so it stays small)."
+    "A `3dshapes.h5` in the real format and size that stores only a few images (so it stays small)."
     import h5py
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -299,18 +397,20 @@ def write_shapes3d_fixture(
     rng = np.random.default_rng(seed)
     with h5py.File(path, 'w') as f:
         f.create_dataset('labels', data=labels, compression='gzip', chunks=(48000, 6))
-        ims = f.create_dataset('images', shape=(len(labels), 64, 64, 3), dtype=np.uint8, chunks=(1, 64, 64, 3), fillvalue=0)
+        ims = f.create_dataset('images', shape=(len(labels), 64, 64, 3), dtype=np.uint8,
+                               chunks=(1, 64, 64, 3), fillvalue=0)
         for i in images_at: ims[i] = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     return path
 
+# %% ../nbs/99_test_utils.ipynb #f9d5f4ca
 def write_omniglot_fixture(
     root:str|Path, # data root; files go to `<root>/omniglot/images_<split>/`
     split:str='evaluation', # 'background' or 'evaluation'
     chars:int=2, # characters per alphabet
     drawers:int=3, # images per character
-    seed:int=0,
+    seed:int=0, # seed of the stand-in renderer
 )->Path:
-    "A small Omniglot folder in the official layout (binary 105×105 PNGs), drawn with the stand-in renderer."
+    "A small Omniglot folder in the official layout (binary 105×105 PNGs), drawn by the stand-in."
     s = omniglot_standin(split, drawers=drawers, max_chars=chars, seed=seed)
     folder = Path(root)/'omniglot'/OMNIGLOT_SPLITS[split]
     for i in range(len(s)):
@@ -320,25 +420,31 @@ def write_omniglot_fixture(
         Image.fromarray(s.image(i)).convert('1').save(d/f"{c:04d}_{i % drawers + 1:02d}.png")
     return folder
 
-CELEBA_ATTRS = ('5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair '
-                'Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup '
-                'High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose '
-                'Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat '
-                'Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young').split()
+# %% ../nbs/99_test_utils.ipynb #599c4eb8
+CELEBA_ATTRS = ('5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips '
+                'Big_Nose Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby '
+                'Double_Chin Eyeglasses Goatee Gray_Hair Heavy_Makeup High_Cheekbones Male '
+                'Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose '
+                'Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair Wavy_Hair '
+                'Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie '
+                'Young').split()
 
 def write_celeba_fixture(
     root:str|Path, # data root; files go to `<root>/celeba/`
     n:int=6, # number of images; the partition is train, valid, test in thirds
-    seed:int=0,
+    seed:int=0, # seed of the pixels and attributes
 )->Path:
     "A small CelebA folder in the official layout: random 178×218 JPEGs and both list files."
     rng = np.random.default_rng(seed)
     folder = Path(root)/'celeba'
     (folder/'img_align_celeba').mkdir(parents=True, exist_ok=True)
     names = [f"{i + 1:06d}.jpg" for i in range(n)]
-    for nm in names: Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)).save(folder/'img_align_celeba'/nm, quality=95)
+    for nm in names:
+        img = Image.fromarray(rng.integers(0, 256, (218, 178, 3), dtype=np.uint8))
+        img.save(folder/'img_align_celeba'/nm, quality=95)
     attrs = rng.choice([-1, 1], (n, 40))
     (folder/'list_attr_celeba.txt').write_text(f"{n}\n" + ' '.join(CELEBA_ATTRS) + ' \n' +
         ''.join(f"{nm} " + ' '.join(f"{v:2d}" for v in a) + '\n' for nm, a in zip(names, attrs)))
-    (folder/'list_eval_partition.txt').write_text(''.join(f"{nm} {3*i//n}\n" for i, nm in enumerate(names)))
+    partition = ''.join(f"{nm} {3*i//n}\n" for i, nm in enumerate(names))
+    (folder/'list_eval_partition.txt').write_text(partition)
     return folder

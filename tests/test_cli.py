@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+import gwae
 import gwae.test_utils  # noqa: F401  (registers tiny_ae / tiny_blobs)
 from gwae.cli import main
 
@@ -24,6 +25,24 @@ def test_gwae_help_is_fast_and_lists_commands():
     for cmd in ('train', 'resume', 'evaluate', 'data'): assert cmd in r.stdout
     assert 'torch' not in subprocess.run([sys.executable, '-c', 'import sys, gwae.cli; print(sorted(sys.modules))'],
                                          env=env, capture_output=True, text=True).stdout
+
+
+def test_version_no_command_and_unknown_command(capsys):
+    with pytest.raises(SystemExit) as e: main(['--version'])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f'gwae {gwae.__version__}'
+    assert main([]) == 0
+    assert capsys.readouterr().out.startswith('usage: gwae')
+    with pytest.raises(SystemExit) as e: main(['trian'])
+    assert e.value.code == 2 and "invalid choice: 'trian'" in capsys.readouterr().err
+
+
+def test_help_in_a_fresh_process_lists_only_shipped_models_and_datasets():
+    r = subprocess.run([sys.executable, '-c', 'from gwae.cli import main; raise SystemExit(main())', 'train', '--help'],
+                       env={**os.environ, 'PYTHONPATH': str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    names = [l for l in r.stdout.splitlines() if l.lstrip().startswith(('model.name', 'data.name'))]
+    assert len(names) == 2 and 'gwae' in names[0] and 'dsprites' in names[1], names
+    assert 'tiny_' not in r.stdout  # the fixtures register only when gwae.test_utils is imported
 
 
 def test_train_help_explains_every_option_and_key(capsys):
@@ -58,6 +77,16 @@ def test_tiny_train_then_evaluate_end_to_end(tmp_path, capsys):
     assert f'run folder: {run}' in capsys.readouterr().out
 
 
+def test_resume_extends_a_finished_run(tmp_path, capsys):
+    (tmp_path / 'tiny.yaml').write_text(CONFIG)
+    assert main(['train', str(tmp_path / 'tiny.yaml'), '--out', str(tmp_path / 'r'), '--quiet', '--no-evaluate']) == 0
+    assert len((tmp_path / 'r' / 'history.csv').read_text().splitlines()) == 2
+    assert main(['resume', str(tmp_path / 'r'), '--epochs', '2', '--quiet', '--no-evaluate']) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"run folder: {tmp_path / 'r'}"
+    assert len((tmp_path / 'r' / 'history.csv').read_text().splitlines()) == 3
+    assert 'epochs: 2' in (tmp_path / 'r' / 'config.yaml').read_text()
+
+
 def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
     (tmp_path / 'tiny.yaml').write_text(CONFIG)
     assert main(['train', str(tmp_path / 'tiny.yaml'), '--set', 'train.epocs=2']) == 1
@@ -66,6 +95,8 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert 'config file not found' in capsys.readouterr().err
     assert main(['resume', str(tmp_path)]) == 1
     assert 'config.yaml' in capsys.readouterr().err
+    assert main(['evaluate', str(tmp_path / 'nothing')]) == 1
+    assert 'not a run folder' in capsys.readouterr().err
 
 
 def test_nan_is_one_clear_message(tmp_path, capsys):
@@ -109,6 +140,27 @@ def test_data_preview_generated_then_file(tmp_path, capsys):
     assert main(['data', 'preview', '3dshapes', '--root', str(tmp_path / 'data'), '--out', str(png)]) == 0
     out = capsys.readouterr().out
     assert 'previewing' not in out and '(source: generated)' not in out and f"file:{tmp_path / 'data' / '3dshapes' / '3dshapes.h5'}" in out and png.exists(), out
+
+
+def test_data_preview_dsprites_generated_then_file(tmp_path, capsys):
+    from gwae.dsprites import DSPRITES_FILE
+    from gwae.test_utils import write_dsprites_fixture
+    png = tmp_path / 'dsprites.png'
+    assert main(['data', 'preview', 'dsprites', '--root', str(tmp_path / 'data'), '--out', str(png)]) == 0
+    out = capsys.readouterr().out
+    assert 'previewing the generated dsprites' in out and png.stat().st_size > 0, out
+    fixture = write_dsprites_fixture(tmp_path / 'data' / 'dsprites' / f'{DSPRITES_FILE}.npz')
+    assert main(['data', 'preview', 'dsprites', '--root', str(tmp_path / 'data'), '--out', str(png)]) == 0
+    out = capsys.readouterr().out
+    assert 'previewing' not in out and f'dsprites (file:{fixture}): wrote {png}' in out, out
+
+
+def test_data_of_celeba_says_how_to_get_it(tmp_path, capsys):
+    assert main(['data', 'fetch', 'celeba', '--root', str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert 'celeba cannot be downloaded automatically' in err and 'list_eval_partition.txt' in err, err
+    assert main(['data', 'preview', 'celeba', '--root', str(tmp_path)]) == 1
+    assert 'celeba not found' in capsys.readouterr().err
 
 
 def test_data_preview_of_labelled_files(tmp_path, capsys):
