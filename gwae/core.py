@@ -95,7 +95,7 @@ _FLOAT = (r'^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?'  # 1.5, 1., 2.5e
           r'|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$')        # infinities and NaN
 
 class ConfigDumper(yaml.SafeDumper):
-    "`yaml.SafeDumper` that quotes every string `ConfigLoader` would read back as a float (`'1e3'`, `'0E0'`)."
+    "`yaml.SafeDumper` that quotes every string `ConfigLoader` would read as a float (`'1e3'`)."
 
 for _cls in (ConfigLoader, ConfigDumper):  # the writer must know every float the reader sees
     _cls.add_implicit_resolver('tag:yaml.org,2002:float', re.compile(_FLOAT), list('-+0123456789.'))
@@ -245,7 +245,8 @@ def from_yaml(cls:Config,
               src:str|Path, # a YAML file path, or YAML text (with a newline, a colon or braces)
              ):
     "Load from a YAML file path or YAML text with the safe `ConfigLoader` (never executes tags)."
-    is_file = isinstance(src, Path) or (src.strip() != '' and not any(ch in src for ch in '\n:{}[]'))
+    looks_like_text = src.strip() == '' or any(ch in src for ch in '\n:{}[]')
+    is_file = isinstance(src, Path) or not looks_like_text
     if is_file:
         p = Path(src)
         if not p.exists(): raise FileNotFoundError(f"config file not found: {p}")
