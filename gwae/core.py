@@ -245,8 +245,7 @@ def from_yaml(cls:Config,
               src:str|Path, # a YAML file path, or YAML text (with a newline, a colon or braces)
              ):
     "Load from a YAML file path or YAML text with the safe `ConfigLoader` (never executes tags)."
-    looks_like_text = src.strip() == '' or any(ch in src for ch in '\n:{}[]')
-    is_file = isinstance(src, Path) or not looks_like_text
+    is_file = isinstance(src, Path) or (src.strip() != '' and not any(c in src for c in '\n:{}[]'))
     if is_file:
         p = Path(src)
         if not p.exists(): raise FileNotFoundError(f"config file not found: {p}")

@@ -241,8 +241,8 @@ def load_run(
     if not weights.exists():
         raise FileNotFoundError(f"{weights} not found: the run has not finished an epoch yet")
     cfg = RunConfig.from_yaml(path/'config.yaml')
-    x_shape = json.loads((path/'run.json').read_text())['x_shape']
-    model = load_weights(cfg.build_model(x_shape), weights).to(default_device(device)).eval()
+    info = json.loads((path/'run.json').read_text())  # the data the model was built for
+    model = load_weights(cfg.build_model(info['x_shape'], info.get('n_train')), weights).to(default_device(device)).eval()
     history = read_csv(path/'history.csv') if (path/'history.csv').exists() else []
     metrics_file = path/'metrics.json'
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}

@@ -104,3 +104,14 @@ def test_consistency_regularisation_from_a_config(tmp_path, name, settings):
     assert isinstance(run.model, ConsistencyRegularized) and run.config.consistency == cfg.consistency
     plain = cfg.override(['consistency=null'])
     assert plain.consistency is None and not isinstance(plain.build_model((1, 28, 28)), ConsistencyRegularized)
+
+
+def test_a_run_whose_model_reads_the_training_set_size_loads_and_evaluates(tmp_path):
+    "β-TCVAE's dataset_size is filled from the training set when training; load_run builds the same model again."
+    cfg = RunConfig.from_dict(dict(imports=['gwae.test_utils'], model=dict(name='beta_tcvae', z_dim=2, nets=dict(hidden=[8])),
+                                   data=dict(name='tiny_vectors', n=32), train=dict(epochs=1, batch_size=16, device='cpu')))
+    train(cfg, tmp_path / 'run', progress=False)
+    run = load_run(tmp_path / 'run')
+    assert run.model.cfg.dataset_size == 32
+    from gwae.runs import evaluate_run
+    assert math.isfinite(evaluate_run(tmp_path / 'run')['valid_loss'])  # as gwae train does after training
