@@ -7,7 +7,7 @@ Docs: https://gwae-dev.github.io/gwae/study.html.md"""
 # %% ../nbs/11a_study.ipynb #733830d0
 from __future__ import annotations
 import argparse, contextlib, copy, hashlib, importlib, io, itertools, json, logging, math, os, re
-import shutil, sys, time
+import shutil, sys, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,7 +315,11 @@ def results_table(
         versions = attempts[-1].get('versions') or {'torch': _read_json(f/'run.json').get('torch')}
         rows += [dict(row, metric=m, value=float(numbers.get(m, math.nan)), **versions)
                  for m in cfg.metrics or numbers]
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    found = set(table.dropna(subset=['value'])['metric']) if rows else set()
+    if rows and (missing := [m for m in cfg.metrics if m not in found]):
+        warnings.warn(f"study {cfg.name}: no run has {missing} in metrics.json (`flat_metrics`)")
+    return table
 
 # %% ../nbs/11a_study.ipynb #e264e291
 def mean_std(
@@ -394,6 +398,7 @@ class StudyResults:
     summary: pd.DataFrame
     files: list
     failed: dict # run name: Ray's error, for each run that failed
+    unfinished: list # the runs neither finished nor failed (the study was interrupted)
     tune: str = 'not needed' # how Ray ran the unfinished runs: 'new', 'restored' or 'not needed'
 
 FIGURES = dict(rank_correlation=rank_correlation_figure, seed_spread=seed_spread_figure)
@@ -413,7 +418,10 @@ def write_results(
         (folder/'figures').mkdir(exist_ok=True)
         make(table).savefig(folder/'figures'/f"{name}.png", dpi=100)
         files.append(folder/'figures'/f"{name}.png")
-    return StudyResults(folder, table, summary, files, failed or {}, tune)
+    failed = failed or {}
+    unfinished = [r.name for r in expand(cfg)
+                  if final_metrics(folder/'runs'/r.name) is None and r.name not in failed]
+    return StudyResults(folder, table, summary, files, failed, unfinished, tune)
 
 # %% ../nbs/11a_study.ipynb #f2392384
 def _require_ray():
@@ -494,15 +502,16 @@ def _tuner(tune, cfg:StudyConfig, runs:list[StudyRun], pending:list[StudyRun], f
 def _fit(tune, cfg:StudyConfig, runs:list[StudyRun], folder:Path, verbose:int)->tuple[str, dict]:
     "Run the unfinished runs with Tune; returns how ('new' or 'restored') and the failures."
     unfinished = lambda: [r for r in runs if final_metrics(folder/'runs'/r.name) is None]
-    def fit(tuner)->dict:
+    def fit(tuner)->tuple[dict, set]:
         with contextlib.redirect_stdout(io.StringIO()) if not verbose else contextlib.nullcontext():
             results = tuner.fit()
-        return {Path(r.path).name: str(r.error).strip() for r in results if r.error is not None}
+        failed = {Path(r.path).name: str(r.error).strip() for r in results if r.error is not None}
+        return failed, {Path(r.path).name for r in results if 'how' in (r.metrics or {})}
     how, tuner = _tuner(tune, cfg, runs, unfinished(), folder, verbose)
-    failed = fit(tuner)
-    if how == 'restored' and (left := [r for r in unfinished() if r.name not in failed]):
-        # Tune had these finished, their folders do not: a new experiment for them
-        failed |= fit(_tuner(tune, cfg, runs, left, folder, verbose, restore=False)[1])
+    failed, reported = fit(tuner)
+    if how == 'restored' and (left := [r for r in unfinished() if r.name in reported]):
+        # Tune had these finished, their folders do not (deleted since?): a new experiment for them
+        failed |= fit(_tuner(tune, cfg, runs, left, folder, verbose, restore=False)[1])[0]
     return how, failed
 
 # %% ../nbs/11a_study.ipynb #9f36c725
@@ -560,4 +569,7 @@ def study_main(
     for name, error in res.failed.items():
         last = error.splitlines()[-1].strip()
         print(f"run {name} failed: {last} (in full: tune/trials/{name}/error.txt)", file=sys.stderr)
-    return 1 if res.failed else 0
+    if res.unfinished:
+        print(f"runs not finished: {', '.join(res.unfinished)}; the same command continues them",
+              file=sys.stderr)
+    return 1 if res.failed or res.unfinished else 0

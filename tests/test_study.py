@@ -15,8 +15,8 @@ import ray
 from ray import tune
 
 from gwae.learner import read_csv
-from gwae.study import (StudyConfig, checkpoint_step, expand, final_metrics, mean_std, results_table, run_study, study_dir,
-                        study_main)
+from gwae.study import (StudyConfig, checkpoint_step, expand, final_metrics, mean_std, results_table, run_study,
+                        study_dir, study_main, write_results)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, 'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]),
@@ -129,6 +129,9 @@ def test_finished_study_is_not_run_again_and_rebuilds_without_ray(killed, tmp_pa
     copy = shutil.copytree(study_dir(killed.cfg), tmp_path/'moved')  # the folder alone is enough
     monkeypatch.setitem(sys.modules, 'ray', None)
     pd.testing.assert_frame_equal(results_table(copy), killed.res.table)
+    (copy/'runs'/RUNS[0]/'metrics.json').unlink()
+    part = write_results(copy)
+    assert part.unfinished == [RUNS[0]] and RUNS[0] not in set(part.table['run'])
     with pytest.raises(ImportError, match=r'pip install "gwae\[study\]"'): run_study(killed.cfg)
 
 def test_refusals(killed, capsys):
@@ -138,6 +141,17 @@ def test_refusals(killed, capsys):
     assert study_main([str(killed.cfg.root) + '/killed.yaml', '--quiet']) == 0
     out = capsys.readouterr().out
     assert 'z2' in out and 'valid_loss' in out and f"study folder: {killed.res.path}" in out
+
+def test_run_whose_metrics_went_missing_is_completed_again(killed):
+    "Tune's restored experiment has the run finished, its folder says otherwise: the folder wins."
+    name = sorted(json.loads((study_dir(killed.cfg)/'tune'/'runs.json').read_text()))[0]
+    (killed.runs/name/'metrics.json').unlink()
+    weights = (killed.runs/name/'weights_best.safetensors').stat().st_mtime_ns
+    res = run_study(killed.cfg, verbose=0)
+    assert res.tune == 'restored' and res.failed == {} and res.unfinished == [], (res.tune, res.failed)
+    attempts = [a['how'] for a in json.loads((killed.runs/name/'study.json').read_text())['attempts']]
+    assert attempts[-1] == 'resumed' and final_metrics(killed.runs/name), attempts
+    assert (killed.runs/name/'weights_best.safetensors').stat().st_mtime_ns == weights  # evaluated, not retrained
 
 def test_failed_run_is_reported(tmp_path, ray_local, capsys):
     cfg = StudyConfig.from_dict(dict(name='failing', root=str(tmp_path), base=dict(KILLED['base'], model=dict(
