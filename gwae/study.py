@@ -464,6 +464,14 @@ def _ray_init(ray, address:str|None, num_cpus:int|None, verbose:int)->bool:
     else: ray.init(address='local', num_cpus=num_cpus, include_dashboard=False, **quiet)
     return True
 
+def _check_resources(ray, cfg:StudyConfig):
+    "Refuse runs asking for more CPUs or GPUs than this machine's Ray has: they would wait forever."
+    have = ray.cluster_resources()
+    for kind, need in (('CPU', cfg.cpus_per_trial), ('GPU', cfg.gpus_per_trial)):
+        if need > (n := have.get(kind, 0)):
+            raise ValueError(f"study {cfg.name}: each run asks for {need:g} {kind}s "
+                             f"({kind.lower()}s_per_trial) and this machine has {n:g}")
+
 def _fingerprint(obj)->str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -537,7 +545,9 @@ def run_study(
         if todo:
             os.environ.setdefault('RAY_CHDIR_TO_TRIAL_DIR', '0')  # trials keep our working dir
             started = _ray_init(ray, address, num_cpus, verbose)
-            try: how, failed = _fit(tune, cfg, runs, folder, verbose)
+            try:
+                if started and not address: _check_resources(ray, cfg)
+                how, failed = _fit(tune, cfg, runs, folder, verbose)
             finally:
                 if started: ray.shutdown()
         return write_results(folder, failed, how)

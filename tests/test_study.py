@@ -180,3 +180,12 @@ def test_expansion_edge_cases(tmp_path):
     with pytest.raises(FileNotFoundError, match='base config nowhere.yaml not found'): expand(cfg.replace(base='nowhere.yaml'))
     with pytest.raises(ValueError, match='each needs a name of its own'): cfg.replace(variants=[dict(name='a'), dict(name='a')])
     with pytest.raises(ValueError, match='folder name'): cfg.replace(name='../up')
+
+def test_runs_that_cannot_fit_are_refused():
+    "A run asking for more than the Ray started here has would wait forever: refused before Tune starts."
+    from gwae.study import _check_resources
+    here = SimpleNamespace(cluster_resources=lambda: {'CPU': 2.0})
+    with pytest.raises(ValueError, match=r'each run asks for 1 GPUs \(gpus_per_trial\) and this machine has 0'):
+        _check_resources(here, StudyConfig(gpus_per_trial=1))
+    with pytest.raises(ValueError, match='asks for 4 CPUs'): _check_resources(here, StudyConfig(cpus_per_trial=4))
+    _check_resources(here, StudyConfig(cpus_per_trial=2))
