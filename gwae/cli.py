@@ -23,7 +23,7 @@ def build_parser()->argparse.ArgumentParser:
         epilog='Run `gwae COMMAND --help` for the options of one command.')
     p.add_argument('--version', action='version', version=f'gwae {gwae.__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
-    _add_train(sub); _add_resume(sub); _add_evaluate(sub); _add_data(sub)
+    _add_train(sub); _add_resume(sub); _add_evaluate(sub); _add_data(sub); _add_study(sub)
     return p
 
 def main(
@@ -36,7 +36,7 @@ def main(
         parser.print_help()
         return 0
     try: return args.run(args) or 0
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as e:
         msg = str(e).split('\n\t')[-1]  # drop fastai's "Exception occured in <callback>" prefix
         print(f"gwae {args.command}: error: {msg}", file=sys.stderr)
         return 1
@@ -250,3 +250,32 @@ def _preview(args)->int:
     out = Path(args.out or f"{args.name}-preview.png")
     preview(ds, n=args.n, out=out)
     print(f"{args.name} ({ds.source}): wrote {out}")
+
+# %% ../nbs/12_cli.ipynb #2aa1273d
+def _add_study(sub):
+    "The `study` subcommand and its action `run`."
+    p = sub.add_parser(
+        'study', help='run a grid of runs (models × settings × seeds) with Ray Tune',
+        description='The runs of a study YAML (models × settings × seeds) run by Ray Tune, '
+                    'summarised in results.csv, summary.csv (mean ± std across seeds), figures/. '
+                    'Needs: pip install "gwae[study]".')
+    ssub = p.add_subparsers(dest='study_command', metavar='ACTION', required=True)
+    r = ssub.add_parser(
+        'run', help='run or continue a study',
+        description='Run or continue the study of STUDY.yaml with Ray Tune: a finished run is not '
+                    'trained again, an interrupted one resumes from its checkpoint; then write '
+                    'results.csv, summary.csv and figures/ into the study folder.')
+    r.add_argument('study', metavar='STUDY.yaml',
+                   help='the study YAML, e.g. configs/studies/example.yaml')
+    r.add_argument('--address', default=None,
+                   help='a Ray cluster to join, e.g. auto (default: Ray here)')
+    r.add_argument('--num-cpus', type=int, default=None, help='CPUs the Ray started here may use')
+    r.add_argument('--no-resume', dest='resume', action='store_false',
+                   help='refuse a study folder that already holds runs instead of continuing it')
+    r.add_argument('--quiet', action='store_true', help='no Ray progress table')
+    r.set_defaults(run=_study_run)
+
+def _study_run(args)->int:
+    "Run `gwae study run`."
+    from gwae.study import study_main  # lazy: keeps `gwae --help` fast
+    return study_main(args)

@@ -6,18 +6,21 @@ Docs: https://gwae-dev.github.io/gwae/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #d82bf5f7
 from __future__ import annotations
-import copy, dataclasses, difflib, os, random, re, types, typing
+import contextlib, copy, dataclasses, difflib, os, random, re, types, typing
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
 import yaml
+try: import fcntl  # POSIX file locks
+except ImportError: fcntl = None  # Windows: nothing is locked
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DEVICE_ENV', 'seed_everything', 'default_device', 'param', 'ConfigLoader', 'ConfigDumper', 'load_yaml', 'Config',
-           'parse_overrides', 'describe_config', 'ConfigTable', 'config_table', 'Registry']
+__all__ = ['DEVICE_ENV', 'seed_everything', 'default_device', 'write_text_atomic', 'file_lock', 'param', 'ConfigLoader',
+           'ConfigDumper', 'load_yaml', 'Config', 'parse_overrides', 'describe_config', 'ConfigTable', 'config_table',
+           'Registry']
 
 # %% ../nbs/00_core.ipynb #3a77150c
 def seed_everything(
@@ -67,6 +70,52 @@ def default_device(
     if torch.cuda.is_available(): return torch.device('cuda')
     if torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #4398c0b3
+def write_text_atomic(
+    path:str|Path, # the file
+    text:str, # its new content
+)->Path:
+    "Write `text` to `path` atomically: the old file or the new one survives a crash, never a part."
+    path = Path(path)
+    tmp = path.with_name(path.name + '.tmp')
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+# %% ../nbs/00_core.ipynb #b09bcd63
+_HELD:dict[str, int] = {}  # the lock files this process holds, and how deeply
+
+@contextlib.contextmanager
+def file_lock(
+    path:str|Path, # the lock file (created if missing)
+    what:str, # what it protects, for the message
+    wait:bool=False, # wait for another process to let go instead of failing
+):
+    "Hold an exclusive, re-entrant lock on the file `path`; `FileExistsError` if another holds it."
+    path = Path(path)
+    key = str(path.resolve())
+    if key in _HELD:  # this process holds it already
+        _HELD[key] += 1
+        try: yield
+        finally: _HELD[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a') as f:
+        if fcntl is not None:
+            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    raise FileExistsError(f"{what} is in use by another process (lock: {path})") \
+                        from None
+                fcntl.flock(f, fcntl.LOCK_EX)
+        _HELD[key] = 1
+        try: yield
+        finally: del _HELD[key]
 
 # %% ../nbs/00_core.ipynb #212461cd
 def param(
@@ -237,7 +286,7 @@ def to_yaml(self:Config,
            )->str:
     "The config as YAML text; also written to `path` if given."
     text = yaml.dump(self.to_dict(), Dumper=ConfigDumper, sort_keys=False)
-    if path is not None: Path(path).write_text(text)
+    if path is not None: write_text_atomic(path, text)
     return text
 
 @patch(cls_method=True)

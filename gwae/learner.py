@@ -23,14 +23,14 @@ from fastai.callback.progress import ProgressCallback
 from fastai.optimizer import OptimWrapper
 from fastai.data.core import DataLoaders
 
-from .core import Config, param, default_device
+from .core import Config, param, default_device, write_text_atomic
 from .models import (RepresentationModel, ExtraStep, OptimizerConfig, extra_optimizers,
                          extra_updates)
 
 # %% auto #0
-__all__ = ['TrainConfig', 'save_state', 'load_state', 'rng_state', 'set_rng_state', 'LossModule', 'rep_model', 'main_loss',
-           'NonFiniteLossError', 'TermsCallback', 'ExtraStepsCallback', 'epoch_order', 'DataOrderCallback', 'read_csv',
-           'RunFolderCallback', 'make_learner', 'restore', 'fit']
+__all__ = ['TrainConfig', 'save_state', 'load_state', 'checkpoint_progress', 'rng_state', 'set_rng_state', 'LossModule',
+           'rep_model', 'main_loss', 'NonFiniteLossError', 'TermsCallback', 'ExtraStepsCallback', 'epoch_order',
+           'DataOrderCallback', 'read_csv', 'RunFolderCallback', 'make_learner', 'restore', 'fit']
 
 # %% ../nbs/08_learner.ipynb #99c5c406
 @dataclass
@@ -106,8 +106,12 @@ def save_state(
     skeleton = _encode(state, tensors, 'state')
     tmp = path.with_name(path.name + '.tmp')
     metadata = {'gwae': json.dumps(skeleton), 'checksum': _checksum(tensors)}
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, an interrupt: the last good file stays, no partial one
+        tmp.unlink(missing_ok=True)
+        raise
 
 def load_state(
     path:str|Path, # a file written by `save_state`
@@ -126,6 +130,18 @@ def load_state(
     if meta.get('checksum') != _checksum(tensors):
         raise ValueError(f"{path} fails its checksum: {fix}")
     return _decode(json.loads(meta['gwae']), tensors)
+
+def checkpoint_progress(
+    path:str|Path, # a `checkpoint.safetensors` (or the run folder holding one)
+)->dict|None: # epoch, batch, step, best, wait, stopped; None without a readable checkpoint
+    "The counters of a checkpoint, read from its metadata alone (no tensor is loaded)."
+    path = Path(path)
+    if path.is_dir(): path = path/'checkpoint.safetensors'
+    try:
+        with safe_open(str(path), framework='pt') as f: meta = f.metadata()
+        progress = json.loads(meta['gwae'])['progress']
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError): return None
+    return {k: v for k, v in progress.items() if k != 'sums'}
 
 # %% ../nbs/08_learner.ipynb #5e08ec03
 def rng_state()->dict:
@@ -356,8 +372,7 @@ def _write_csv(path:Path, rows:list[dict]):
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader(); w.writerows(rows)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(buf.getvalue()); os.replace(tmp, path)
+    write_text_atomic(path, buf.getvalue())
 
 def read_csv(
     path:str|Path, # a `history.csv` or `steps.csv`

@@ -17,7 +17,8 @@ from fastcore.basics import patch
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 
-from .core import Config, Registry, param, seed_everything, default_device
+from .core import (Config, Registry, default_device, file_lock, param, seed_everything,
+                       write_text_atomic)
 from .models import RepresentationModel
 from .gwae import GWAE
 from .baselines import (AE, VAE, BetaVAE, AnnealedVAE, FactorVAE, BetaTCVAE, DIPVAE, InfoVAE,
@@ -30,8 +31,8 @@ from .plots import loss_figure, reconstruction_figure, sample_figure, traversal_
 
 # %% auto #0
 __all__ = ['DISENTANGLEMENT', 'MODELS', 'RunEvalConfig', 'register_model', 'make_model', 'RunConfig', 'item_shape', 'build_run',
-           'default_run_dir', 'train', 'resume', 'Run', 'load_weights', 'load_run', 'save_figures', 'evaluate_model',
-           'SampledCodes', 'disentanglement', 'evaluate_run']
+           'run_lock', 'default_run_dir', 'train', 'resume', 'Run', 'load_weights', 'load_run', 'save_figures',
+           'evaluate_model', 'SampledCodes', 'disentanglement', 'evaluate_run']
 
 # %% ../nbs/11_runs.ipynb #c857f79c
 DISENTANGLEMENT = ['mig', 'dci_fast', 'sap', 'modularity_explicitness', 'irs', 'unsupervised',
@@ -163,6 +164,16 @@ def build_run(
     dls = cfg.build_dls()
     return cfg.build_model(item_shape(dls), len(dls.train.dataset)), dls
 
+# %% ../nbs/11_runs.ipynb #f1844800
+def run_lock(
+    path:str|Path, # a run folder (created if missing)
+    wait:bool=False, # wait for the other process instead of refusing
+):
+    "The lock of a run folder, held while training or evaluating it; `FileExistsError` if taken."
+    path = Path(path)
+    what = f"run folder {path} (another process trains or evaluates there)"
+    return file_lock(path/'.lock', what, wait)
+
 # %% ../nbs/11_runs.ipynb #97ee53cb
 def default_run_dir(
     cfg:RunConfig, # the run's config
@@ -183,13 +194,16 @@ def train(
         raise FileExistsError(f"{path} already holds a run; continue it with `gwae resume {path}` "
                               "or choose another folder")
     model, dls = build_run(cfg)  # everything that can fail early, before the folder exists
-    path.mkdir(parents=True, exist_ok=True)
-    cfg.to_yaml(path/'config.yaml')
-    source = getattr(dls.train.dataset, 'source', 'unknown')
-    run = dict(x_shape=list(item_shape(dls)), data_source=source, n_train=len(dls.train.dataset),
-               n_valid=len(dls.valid.dataset), torch=torch.__version__)
-    (path/'run.json').write_text(json.dumps(run, indent=1))
-    return fit(model, dls, cfg.train, path=path, progress=progress, cbs=cbs)
+    with run_lock(path):
+        if (path/'checkpoint.safetensors').exists():  # another process got here first
+            raise FileExistsError(f"{path} already holds a run; continue it: `gwae resume {path}`")
+        cfg.to_yaml(path/'config.yaml')
+        source = getattr(dls.train.dataset, 'source', 'unknown')
+        run = dict(x_shape=list(item_shape(dls)), data_source=source,
+                   n_train=len(dls.train.dataset), n_valid=len(dls.valid.dataset),
+                   torch=torch.__version__)
+        write_text_atomic(path/'run.json', json.dumps(run, indent=1))
+        return fit(model, dls, cfg.train, path=path, progress=progress, cbs=cbs)
 
 # %% ../nbs/11_runs.ipynb #155b743e
 def resume(
@@ -201,11 +215,12 @@ def resume(
     "Continue the run in `path` from its last checkpoint, to an uninterrupted run's numbers (CPU)."
     path = Path(path)
     cfg = RunConfig.from_yaml(path/'config.yaml')
-    if epochs is not None:
-        cfg = cfg.override([f'train.epochs={epochs}'])
-        cfg.to_yaml(path/'config.yaml')
-    model, dls = build_run(cfg)
-    return fit(model, dls, cfg.train, path=path, resume=True, progress=progress, cbs=cbs)
+    with run_lock(path):
+        if epochs is not None:
+            cfg = cfg.override([f'train.epochs={epochs}'])
+            cfg.to_yaml(path/'config.yaml')
+        model, dls = build_run(cfg)
+        return fit(model, dls, cfg.train, path=path, resume=True, progress=progress, cbs=cbs)
 
 # %% ../nbs/11_runs.ipynb #19d928b9
 @dataclass
@@ -242,7 +257,8 @@ def load_run(
         raise FileNotFoundError(f"{weights} not found: the run has not finished an epoch yet")
     cfg = RunConfig.from_yaml(path/'config.yaml')
     info = json.loads((path/'run.json').read_text())  # the data the model was built for
-    model = load_weights(cfg.build_model(info['x_shape'], info.get('n_train')), weights).to(default_device(device)).eval()
+    model = load_weights(cfg.build_model(info['x_shape'], info.get('n_train')), weights)
+    model = model.to(default_device(device)).eval()
     history = read_csv(path/'history.csv') if (path/'history.csv').exists() else []
     metrics_file = path/'metrics.json'
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
@@ -324,6 +340,10 @@ def evaluate_run(
 )->dict:
     "Write `metrics.json` and `figures/` for the run in `path`; returns the metrics."
     run = load_run(path, which)
+    with run_lock(run.path): return _evaluate_loaded(run, which, **changes)
+
+def _evaluate_loaded(run:Run, which:str, **changes)->dict:
+    "`evaluate_run` on a loaded run, its folder locked."
     seed_everything(run.config.train.seed)
     dls = run.config.build_dls()
     dls.to(run.model.device)
@@ -336,5 +356,5 @@ def evaluate_run(
     x = next(iter(dls.valid))[0]
     figures = save_figures(run.model, x, run.history, run.path/'figures')
     metrics['figures'] = [str(f.relative_to(run.path)) for f in figures]
-    (run.path/'metrics.json').write_text(json.dumps(metrics, indent=1))
+    write_text_atomic(run.path/'metrics.json', json.dumps(metrics, indent=1))
     return metrics

@@ -19,17 +19,15 @@ import torch
 from matplotlib.figure import Figure
 from fastai.callback.core import Callback
 
-from .core import Config, param, load_yaml, _merge
+from .core import Config, file_lock, load_yaml, param, _merge
 from .datasets import DATASETS
+from .learner import checkpoint_progress
 from .protocol import library_versions
-from .runs import MODELS, RunConfig, train, resume, evaluate_run
-
-try: import fcntl  # POSIX file locks; without them (Windows) run folders are not locked
-except ImportError: fcntl = None
+from .runs import MODELS, RunConfig, evaluate_run, resume, run_lock, train
 
 # %% auto #0
 __all__ = ['SEED_KEY', 'FIGURES', 'StudyVariant', 'StudyConfig', 'load_base', 'StudyRun', 'expand', 'study_dir', 'final_metrics',
-           'check_folder', 'checkpoint_step', 'complete_run', 'flat_metrics', 'results_table', 'mean_std', 'summarize',
+           'check_folder', 'complete_run', 'flat_metrics', 'results_table', 'mean_std', 'summarize',
            'rank_correlations', 'rank_correlation_figure', 'seed_spread_figure', 'StudyResults', 'write_results',
            'run_study', 'study_parser', 'study_main']
 
@@ -211,27 +209,6 @@ def check_folder(run:StudyRun, folder:str|Path):
                          "delete it to run it with the study's settings, or set them back")
 
 # %% ../nbs/11a_study.ipynb #6bc76154
-@contextmanager
-def _lock(path:Path, what:str, wait:bool=True):
-    "Hold an exclusive lock on the file `path` (the system lets go of it if the process dies)."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a') as f:
-        if fcntl is not None:
-            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not wait: raise FileExistsError(f"{what} is in use by another process ({path})")
-                print(f"waiting for another process to let go of {what}", flush=True)
-                fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-def checkpoint_step(folder:str|Path)->int|None:
-    "The optimizer steps done at a run folder's checkpoint, read from its metadata alone."
-    from safetensors import safe_open
-    try:
-        with safe_open(str(Path(folder)/'checkpoint.safetensors'), framework='pt') as f:
-            return json.loads(f.metadata()['gwae'])['progress']['step']
-    except Exception: return None  # no checkpoint, or not one that gwae can resume
-
 def _versions()->dict:
     "`gwae.protocol.library_versions`, and Ray's when it is loaded."
     ray = sys.modules.get('ray')
@@ -254,11 +231,11 @@ def complete_run(
 )->tuple[str, dict]: # how ('done', 'trained' or 'resumed') and the run's metrics
     "Bring one run folder to its final metrics: train it, or resume it, then evaluate it."
     folder = Path(folder)
-    with _lock(folder.with_name(f".{folder.name}.lock"), f"run folder {folder}"):
+    with run_lock(folder, wait=True):
         check_folder(run, folder)
         if (metrics := final_metrics(folder)) is not None: return 'done', metrics
         resuming, start = (folder/'checkpoint.safetensors').exists(), time.time()
-        steps = checkpoint_step(folder) if resuming else 0
+        steps = (checkpoint_progress(folder) or {}).get('step', 0) if resuming else 0
         if resuming: resume(folder, progress=False, cbs=cbs)
         else: train(run.config, folder, progress=False, cbs=cbs)
         how = 'resumed' if resuming else 'trained'
@@ -534,7 +511,7 @@ def run_study(
     ray, tune = _require_ray()
     cfg = cfg if isinstance(cfg, StudyConfig) else StudyConfig.from_yaml(Path(cfg))
     runs, folder = expand(cfg), study_dir(cfg).resolve()
-    with _lock(folder/'.lock', f"study folder {folder}", wait=False):
+    with file_lock(folder/'.lock', f"study folder {folder}"):
         if not resume and any((folder/'runs').glob('*/config.yaml')):
             raise FileExistsError(f"{folder} already holds runs: continue the study, or rename it")
         for r in runs: check_folder(r, folder/'runs'/r.name)
@@ -557,7 +534,7 @@ def study_parser()->argparse.ArgumentParser:
     "The arguments of `gwae study run`."
     about = 'Run or continue a study with Ray Tune; write results.csv, summary.csv and figures/.'
     p = argparse.ArgumentParser(prog='gwae study run', description=about)
-    p.add_argument('study', help='the study YAML, e.g. configs/study_example.yaml')
+    p.add_argument('study', help='the study YAML, e.g. configs/studies/example.yaml')
     p.add_argument('--address', default=None, help='a Ray cluster to join (default: Ray here)')
     p.add_argument('--num-cpus', type=int, default=None, help='CPUs the Ray started here may use')
     p.add_argument('--no-resume', dest='resume', action='store_false',

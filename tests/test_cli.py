@@ -22,7 +22,7 @@ def test_gwae_help_is_fast_and_lists_commands():
     r = subprocess.run([sys.executable, '-c', 'from gwae.cli import main; raise SystemExit(main())', '--help'],
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    for cmd in ('train', 'resume', 'evaluate', 'data'): assert cmd in r.stdout
+    for cmd in ("train", "resume", "evaluate", "data", "study"): assert cmd in r.stdout
     assert 'torch' not in subprocess.run([sys.executable, '-c', 'import sys, gwae.cli; print(sorted(sys.modules))'],
                                          env=env, capture_output=True, text=True).stdout
 

@@ -120,3 +120,48 @@ def test_data_parallel_two_cpu_processes_stay_in_sync(tmp_path):
     w0, w1 = load_state(tmp_path / 'out' / 'rank0.safetensors'), load_state(tmp_path / 'out' / 'rank1.safetensors')
     for k in w0: torch.testing.assert_close(w0[k], w1[k], rtol=0, atol=0)
     assert len(read_csv(tmp_path / 'out' / 'steps.csv')) == 256 // 16 // 2  # each process did half the batches
+
+
+def test_a_failed_checkpoint_write_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    "Out of disk space on a checkpoint write: training stops with the error, the previous checkpoint stays readable."
+    import errno
+    import gwae.learner as learner
+    real, calls = learner.save_file, []
+    def full_disk(tensors, filename, metadata=None):
+        calls.append(filename)
+        if len(calls) == 3:  # the third state file: part of it written, then the disk is full
+            open(filename, 'wb').write(b'partial')
+            raise OSError(errno.ENOSPC, 'No space left on device')
+        return real(tensors, filename, metadata=metadata)
+    monkeypatch.setattr(learner, 'save_file', full_disk)
+    cfg = RunConfig.from_yaml(CONFIG).override(['train.epochs=1'])
+    with pytest.raises(OSError, match='No space left'): train(cfg, tmp_path / 'run', progress=False)
+    ckpt = tmp_path / 'run' / 'checkpoint.safetensors'
+    assert load_state(ckpt)['progress']['step'] == 6  # the second checkpoint (every 3 steps), intact
+    assert not list((tmp_path / 'run').glob('*.tmp'))  # no partial file left
+    monkeypatch.setattr(learner, 'save_file', real)
+    resume(tmp_path / 'run', progress=False)  # and the run goes on from it
+    assert learner.checkpoint_progress(tmp_path / 'run')['epoch'] == 1
+
+
+def test_a_second_process_on_a_run_folder_is_refused(tmp_path):
+    "While one process trains into a folder, another's train, resume or evaluate is refused; a killed writer frees it."
+    slow = RunConfig.from_yaml(CONFIG).override(['model.sleep=0.05', 'train.epochs=3'])
+    (tmp_path / 'slow.yaml').write_text(slow.to_yaml())
+    folder = tmp_path / 'run'
+    proc = subprocess.Popen([sys.executable, '-c', 'from gwae.cli import main; raise SystemExit(main())', 'train',
+                             str(tmp_path / 'slow.yaml'), '--out', str(folder), '--quiet', '--no-evaluate'],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while not (folder / 'weights_last.safetensors').exists():  # an epoch done: every file is there
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()[0].decode()
+            time.sleep(0.05)
+        with pytest.raises(FileExistsError, match='in use by another process'): resume(folder, progress=False)
+        with pytest.raises(FileExistsError, match='already holds a run'): train(slow, folder, progress=False)
+        from gwae.runs import evaluate_run
+        with pytest.raises(FileExistsError, match='in use by another process'): evaluate_run(folder)
+        assert main(['resume', str(folder), '--quiet']) == 1
+    finally:
+        proc.kill(); proc.wait()
+    resume(folder, epochs=1, progress=False)  # the killed writer's lock is gone with it

@@ -14,8 +14,8 @@ import pytest
 import ray
 from ray import tune
 
-from gwae.learner import read_csv
-from gwae.study import (StudyConfig, checkpoint_step, expand, final_metrics, mean_std, results_table, run_study,
+from gwae.learner import checkpoint_progress, read_csv
+from gwae.study import (StudyConfig, expand, final_metrics, mean_std, results_table, run_study,
                         study_dir, study_main, write_results)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +30,12 @@ KILLED = dict(
 RUNS = ['z2-seed0', 'z2-seed1', 'z3-seed0', 'z3-seed1']
 FILES = ('weights_best.safetensors', 'weights_last.safetensors', 'checkpoint.safetensors', 'history.csv',
          'metrics.json', 'study.json')
+
+def step_of(folder):
+    "Optimizer steps done at a run folder's checkpoint (None without one)."
+    progress = checkpoint_progress(folder)
+    return None if progress is None else progress['step']
+
 
 @pytest.fixture(scope='module')
 def ray_local():
@@ -76,14 +82,14 @@ def killed(tmp_path_factory, request):
     try:  # wait until one run is finished while another is in its first half
         deadline = time.monotonic() + 400
         while not ([r for r in RUNS if final_metrics(runs/r)] and
-                   [r for r in RUNS if 2 <= (checkpoint_step(runs/r) or 0) <= EPOCHS * STEPS_PER_EPOCH // 2]):
+                   [r for r in RUNS if 2 <= (step_of(runs/r) or 0) <= EPOCHS * STEPS_PER_EPOCH // 2]):
             assert p.poll() is None, f"the study ended before it was killed:\n{(root/'killed.log').read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"no moment to kill the study:\n{(root/'killed.log').read_text()[-3000:]}"
             time.sleep(0.05)
     finally:
         kill_session(p.pid); p.wait()
     finished = {r: stamps(runs/r) for r in RUNS if final_metrics(runs/r)}
-    interrupted = {r: checkpoint_step(runs/r) for r in RUNS if checkpoint_step(runs/r) is not None and r not in finished}
+    interrupted = {r: step_of(runs/r) for r in RUNS if step_of(runs/r) is not None and r not in finished}
     restorable = tune.Tuner.can_restore(str(study_dir(cfg)/'tune'/'trials'))
     res = run_study(cfg, verbose=0)
     return SimpleNamespace(cfg=cfg, runs=runs, finished=finished, interrupted=interrupted, restorable=restorable, res=res)
