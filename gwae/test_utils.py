@@ -22,6 +22,8 @@ from PIL import Image
 
 from .core import Config, param
 from .models import ExtraStep, OptimizerConfig, RepresentationModel, gaussian_kl, reparameterize
+from .priors import (FactorizedNeuralPrior, GaussianMixturePrior, NeuralPrior,
+                         StandardNormalPrior)
 from .dsprites import DSPRITES_LATENTS
 from .shapes3d import Shapes3D
 from .omniglot import OMNIGLOT_SPLITS, omniglot_standin
@@ -31,8 +33,8 @@ from .runs import register_model
 # %% auto #0
 __all__ = ['CELEBA_ATTRS', 'TinyAEConfig', 'TinyAE', 'rounded', 'tiny_dls', 'BlobsConfig', 'blobs', 'blobs_dls', 'VectorsConfig',
            'vectors_dls', 'squares', 'SquaresConfig', 'squares_dls', 'Toy', 'RandomModel', 'ToyFactors',
-           'InterruptAfter', 'official_mmd', 'official_gwae_step', 'write_dsprites_fixture', 'write_shapes3d_fixture',
-           'write_omniglot_fixture', 'write_celeba_fixture']
+           'InterruptAfter', 'official_mmd', 'official_prior_sample', 'official_gwae_step', 'write_dsprites_fixture',
+           'write_shapes3d_fixture', 'write_omniglot_fixture', 'write_celeba_fixture']
 
 # %% ../nbs/99_test_utils.ipynb #3538f004
 @dataclass
@@ -243,6 +245,26 @@ def official_mmd(
     def k(u, v): return torch.exp(-(u[:, None] - v[None]).square().mean(2) / L)
     return k(a, a).mean() + k(b, b).mean() - 2 * k(a, b).mean()
 
+# %% ../nbs/99_test_utils.ipynb #f2db2563
+def official_prior_sample(
+    prior:nn.Module, # a prior of `gwae.priors` (its parameters are used, not its `sample`)
+    n:int, # number of samples
+)->Tensor:
+    "`n` samples drawn as the official sampler of the prior's kind draws them."
+    L, dtype = prior.z_dim, prior._anchor.dtype
+    if isinstance(prior, StandardNormalPrior): return torch.randn(n, L, dtype=dtype)
+    if isinstance(prior, (NeuralPrior, FactorizedNeuralPrior)):
+        return prior.bn(prior.net(torch.randn(n, L, dtype=dtype)))
+    if not isinstance(prior, GaussianMixturePrior):
+        raise ValueError(f"no official sampler for {type(prior).__name__}")
+    logits = prior.logits - torch.logsumexp(prior.logits, dim=0)
+    u = logits[None, :].tile(n, 1)
+    membership = torch.argmax(u - torch.log(-torch.log(torch.rand_like(u))), dim=1)
+    eps = torch.randn(n, L, dtype=dtype)
+    S = prior.component_matrix
+    z = prior.component_mean[membership] + (eps[:, None, :] * S[membership, :, :]).sum(dim=1)
+    return prior.bn(z)
+
 # %% ../nbs/99_test_utils.ipynb #0353dd91
 def _official_main_update(m, x, learned_similarity:bool, mixed_potential:bool,
                           merged_condition:bool)->dict:
@@ -255,7 +277,7 @@ def _official_main_update(m, x, learned_similarity:bool, mixed_potential:bool,
     mean, logvar = m.encoder(x)
     z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
     x2 = m.decoder(z)
-    zs = m.prior(B)
+    zs = official_prior_sample(m.prior, B)
     x2s = m.decoder(zs)
     scale_z = torch.clamp(zs.std(dim=0).mean(), min=1e-8)
     dx = (x2s[:, None] - x2s[None]).view(B, B, -1).norm(p=2, dim=2)
@@ -286,7 +308,7 @@ def _official_critic_updates(m, x, mixed_potential:bool)->Tensor:
     for _ in range(5):
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
         x2 = m.decoder(z)
-        zs = m.prior(B)
+        zs = official_prior_sample(m.prior, B)
         x2s = m.decoder(zs)
         z, x2, zs, x2s = z.detach(), x2.detach(), zs.detach(), x2s.detach()
         a = m.critic(x, z)
