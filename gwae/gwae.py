@@ -156,13 +156,21 @@ def loss(self:GWAE, x:Tensor)->dict:
 
 # %% ../nbs/05_gwae.ipynb #a70ea039
 @patch
-def critic_loss(self:GWAE, x:Tensor)->dict:
+def critic_codes(self:GWAE, x:Tensor)->tuple[Tensor, Tensor]:
+    "The batch's `(mu, logvar)`, computed once without gradient for the critic updates of a step."
+    with torch.no_grad(): return self.encode(x)
+
+@patch
+def critic_loss(self:GWAE,
+                x:Tensor, # the batch
+                codes:tuple[Tensor, Tensor]|None=None, # its `critic_codes` (computed if not given)
+               )->dict:
     "The critic's loss `-(mean f(x~, z~) - mean f(x, z)) + coef_gp (GP + drift)`, inputs detached."
     if self.critic is None: raise ValueError("this GWAE has no critic (merged_condition=False)")
     _check_batch(x)
     cfg, B = self.cfg, len(x)
     with torch.no_grad():
-        z = reparameterize(*self.encode(x))
+        z = reparameterize(*(self.critic_codes(x) if codes is None else codes))
         x_rec = self.decode(z) if cfg.mixed_potential else None
         z_gen = self.prior_sample(B)
         x_gen = self.decode(z_gen)
@@ -183,7 +191,7 @@ def extra_steps(self:GWAE)->list[ExtraStep]:
     if self.critic is None: return []
     return [ExtraStep('critic', list(self.critic.parameters()),
                       OptimizerConfig('rmsprop', lr=self.cfg.lr_critic), self.critic_loss,
-                      n_steps=self.cfg.critic_steps)]
+                      n_steps=self.cfg.critic_steps, shared=self.critic_codes)]
 
 # %% ../nbs/05_gwae.ipynb #c8aeb495
 @patch
