@@ -6,7 +6,7 @@ Docs: https://gwae-dev.github.io/gwae/evaluation.html.md"""
 
 # %% ../nbs/09b_evaluation.ipynb #5d5a45fc
 from __future__ import annotations
-import contextlib, hashlib, importlib.util
+import contextlib, hashlib, importlib.util, math, time, warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,9 +20,9 @@ from sklearn.metrics import calinski_harabasz_score, roc_auc_score, roc_curve
 
 # %% auto #0
 __all__ = ['INCEPTION_SHA1', 'as_array', 'psnr_per_image', 'psnr', 'gaussian_frechet_distance', 'frechet_distance',
-           'model_device', 'eval_mode', 'apply_batched', 'inception_input', 'InceptionFeatures', 'SmallClassifier',
-           'fit_feature_classifier', 'ModuleFeatures', 'fid', 'ood_auroc', 'ood_roc_curve', 'standard_normal_nll',
-           'model_ood_auroc', 'calinski_harabasz_curve', 'distance_pairs', 'distance_distortion']
+           'model_device', 'eval_mode', 'apply_batched', 'check_images', 'inception_input', 'InceptionFeatures',
+           'FeatureNet', 'fit_feature_net', 'ModuleFeatures', 'FeatureNetFeatures', 'fid', 'ood_auroc', 'ood_roc_curve',
+           'standard_normal_nll', 'model_ood_auroc', 'calinski_harabasz_curve', 'distance_pairs', 'distance_distortion']
 
 # %% ../nbs/09b_evaluation.ipynb #eb6e961f
 def as_array(
@@ -148,6 +148,30 @@ def apply_batched(
     with eval_mode(model), torch.no_grad():
         return torch.cat([run(i) for i in range(0, len(x), batch_size)])
 
+# %% ../nbs/09b_evaluation.ipynb #5daa795e
+def check_images(
+    images, # (N, C, H, W) images: a tensor or an array, floats in [0, 1] or 8-bit
+    name:str='images', # the argument's name, for the messages
+    min_items:int=2, # the least number of images
+)->torch.Tensor: # float32 (N, C, H, W) in [0, 1]
+    "`images` as float32 in [0, 1], or a `ValueError` naming what is wrong and how to fix it."
+    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"{name} must be (N, 1 or 3, H, W) images, got shape {tuple(x.shape)}")
+    if len(x) < min_items:
+        raise ValueError(f"{name}: at least {min_items} images needed, got {len(x)}")
+    if x.dtype == torch.uint8: return x.float() / 255
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be floats in [0, 1] or uint8, got {x.dtype}")
+    x = x.detach().float()
+    bad = (~torch.isfinite(x)).sum().item()
+    if bad: raise ValueError(f"{name} has {bad} NaN or infinite pixel values")
+    lo, hi = x.min().item(), x.max().item()
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+                         "divide 0..255 images by 255, map [-1, 1] images by (x + 1) / 2")
+    return x.clamp(0, 1)
+
 # %% ../nbs/09b_evaluation.ipynb #9c0230ea
 INCEPTION_SHA1 = 'a16e4d89c0ecbc17a915dd76ea9e41211aa82562'
 
@@ -208,42 +232,78 @@ class InceptionFeatures:
         return torch.cat(out).numpy()
 
 # %% ../nbs/09b_evaluation.ipynb #ffa27da0
-class SmallClassifier(nn.Module):
-    "A small CNN for any image size: `features(x)` (N, 128) then a linear head to class logits."
+def _conv(c_in:int, c_out:int)->list[nn.Module]:
+    "A stride-2 convolution, batch norm and ReLU: half the side."
+    return [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+class FeatureNet(nn.Module):
+    "A small CNN for any image size: `features(x)` (N, 128), then a classification head per label."
     def __init__(self,
                  in_channels:int, # image channels
-                 n_classes:int, # number of classes
-                 width:int=32, # channels of the first convolution (twice as many in the second)
+                 n_classes:Sequence[int], # classes of each label (one head each)
+                 width:int=32, # channels of the first convolution
                  n_features:int=128, # size of the feature layer
                 ):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, 2, 1), nn.ReLU(),
-            nn.Conv2d(width, 2*width, 3, 2, 1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(32*width, n_features), nn.ReLU())
-        self.head = nn.Linear(n_features, n_classes)
-    def forward(self, x): return self.head(self.features(x))
+            *_conv(in_channels, width), *_conv(width, 2 * width), *_conv(2 * width, 2 * width),
+            nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(8 * width, n_features), nn.ReLU())
+        self.heads = nn.ModuleList(nn.Linear(n_features, k) for k in n_classes)
+    def forward(self, x:Tensor)->list[Tensor]: return [h(self.features(x)) for h in self.heads]
 
-def fit_feature_classifier(
-    images:torch.Tensor, # (N, C, H, W) in [0, 1]
-    labels, # (N,) integer class labels
-    epochs:int=5, # passes over the data
-    batch_size:int=128, # minibatch size
-    lr:float=2e-3, # Adam learning rate
-    seed:int=0, # seeds initialisation and shuffling
-)->SmallClassifier:
-    "Train a `SmallClassifier` on labelled images (cross-entropy, Adam); returned in eval mode."
-    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-    if len(images) != len(labels):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+# %% ../nbs/09b_evaluation.ipynb #8696583b
+def _train_feature_net(x:Tensor, y:Tensor, epochs:int, lr:float, batch_size:int,
+                       seed:int)->FeatureNet:
+    "A `FeatureNet` trained for `epochs` with a one-cycle schedule (Adam), in eval mode."
     g = torch.Generator().manual_seed(seed); torch.manual_seed(seed)
-    clf = SmallClassifier(images.shape[1], int(labels.max()) + 1)
-    opt = torch.optim.Adam(clf.parameters(), lr=lr)
+    net = FeatureNet(x.shape[1], [int(k) + 1 for k in y.max(0).values])
+    steps = epochs * math.ceil(len(x) / batch_size)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     for _ in range(epochs):
-        for idx in torch.randperm(len(images), generator=g).split(batch_size):
-            loss = F.cross_entropy(clf(images[idx].float()), labels[idx])
-            opt.zero_grad(); loss.backward(); opt.step()
-    return clf.eval()
+        for i in torch.randperm(len(x), generator=g).split(batch_size):
+            loss = sum(F.cross_entropy(o, y[i, k]) for k, o in enumerate(net(x[i])))
+            opt.zero_grad(); loss.backward(); opt.step(); schedule.step()
+    return net.eval()
+
+@torch.no_grad()
+def _accuracy(net:FeatureNet, x:Tensor, y:Tensor)->list[float]:
+    "Accuracy of each head on `(x, y)`."
+    return [(o.argmax(1) == y[:, k]).float().mean().item() for k, o in enumerate(net(x))]
+
+# %% ../nbs/09b_evaluation.ipynb #b0ac729b
+def fit_feature_net(
+    images, # (N, C, H, W) in [0, 1]
+    labels, # (N,) or (N, K) integer class labels: one head per column
+    target_accuracy:float=0.95, # train longer until the mean held-out accuracy reaches this
+    min_accuracy:float=0.9, # below this the features are not trusted (a warning, `trusted: False`)
+    epochs:int=8, # the first schedule's epochs (doubled up to `max_epochs` until the target is met)
+    max_epochs:int=32, # the longest schedule
+    lr:float=5e-3, # the one-cycle peak learning rate
+    batch_size:int=128, # minibatch size
+    seed:int=0, # seeds the split, the initialisation and the shuffling
+)->tuple[FeatureNet, dict]: # the network (eval mode) and its report
+    "A `FeatureNet` trained until its held-out accuracy reaches `target_accuracy`, and its report."
+    x = check_images(images, 'images', min_items=10)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(len(x), -1)
+    if len(y) != len(x): raise ValueError(f"{len(x)} images but {len(y)} labels")
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    held, fit = order[:len(x) // 5], order[len(x) // 5:]
+    start = time.perf_counter()
+    while True:
+        net = _train_feature_net(x[fit], y[fit], epochs, lr, batch_size, seed)
+        acc = _accuracy(net, x[held], y[held])
+        if np.mean(acc) >= target_accuracy or 2 * epochs > max_epochs: break
+        epochs *= 2
+    report = dict(accuracy=round(float(np.mean(acc)), 4), head_accuracy=[round(a, 4) for a in acc],
+                  epochs=epochs, n_train=len(fit), n_heldout=len(held),
+                  seconds=round(time.perf_counter() - start, 1),
+                  trusted=bool(np.mean(acc) >= min_accuracy))
+    if not report['trusted']:
+        warnings.warn(f"the feature net reached a held-out accuracy of {report['accuracy']:.3f} "
+                      f"(< {min_accuracy}): Fréchet distances with its features are not to be "
+                      "trusted; give it more images or epochs")
+    return net, report
 
 # %% ../nbs/09b_evaluation.ipynb #2201ba09
 class ModuleFeatures:
@@ -264,13 +324,28 @@ class ModuleFeatures:
             out = [run(i).flatten(1).double().cpu() for i in range(0, len(images), self.batch_size)]
         return torch.cat(out).numpy()
 
+def FeatureNetFeatures(
+    net:FeatureNet, # from `fit_feature_net`
+    report:dict, # its report
+)->ModuleFeatures:
+    "The features of a fitted `FeatureNet`, named with its held-out accuracy."
+    name = f"feature-net (held-out accuracy {report['accuracy']:.3f})"
+    features = ModuleFeatures(net.features, name=name)
+    features.report = report
+    return features
+
 # %% ../nbs/09b_evaluation.ipynb #bfb4f1d6
 def fid(
-    real:torch.Tensor, # (N1, C, H, W) images in [0, 1]
-    fake:torch.Tensor, # (N2, C, H, W) images in [0, 1]
+    real, # (N1, C, H, W) images in [0, 1] (tensor or array; uint8 is divided by 255)
+    fake, # (N2, C, H, W) images, the same C, H, W
     features:Callable|str='inception', # 'inception', an `images -> (N, F)` function, an `nn.Module`
 )->dict:
     "Fréchet distance of feature Gaussians of two image sets, reported with N and the extractor."
+    real, fake = check_images(real, 'real'), check_images(fake, 'fake')
+    if real.shape[1:] != fake.shape[1:]:
+        shapes = f"{tuple(real.shape[1:])} vs {tuple(fake.shape[1:])}"
+        raise ValueError(f"real and fake images differ in shape ({shapes}): resize one set to the "
+                         "other's size first (gwae.data.resize_images)")
     if isinstance(features, str):
         if features != 'inception':
             raise ValueError(f"unknown feature extractor {features!r}; "
@@ -278,13 +353,19 @@ def fid(
         features = InceptionFeatures()
     elif isinstance(features, nn.Module):
         features = ModuleFeatures(features, name=type(features).__name__)
-    if len(real) < 2 or len(fake) < 2:
-        raise ValueError(f"FID needs at least 2 images per set, got {len(real)} and {len(fake)}")
     f_real, f_fake = features(real), features(fake)
     name = getattr(features, 'name', getattr(features, '__name__', type(features).__name__))
-    return dict(fid=frechet_distance(f_real, f_fake), n_real=len(real), n_fake=len(fake),
-                feature_dim=f_real.shape[1], features=name,
-                comparable_to_published=bool(getattr(features, 'comparable_to_published', False)))
+    out = dict(fid=frechet_distance(f_real, f_fake), n_real=len(real), n_fake=len(fake),
+               feature_dim=f_real.shape[1], features=name,
+               comparable_to_published=bool(getattr(features, 'comparable_to_published', False)))
+    if (report := getattr(features, 'report', None)) is not None:
+        out.update(feature_accuracy=report['accuracy'], trusted=report['trusted'])
+    if min(len(real), len(fake)) <= f_real.shape[1]:
+        out['warning'] = (f"{min(len(real), len(fake))} images for {f_real.shape[1]} feature "
+                          "dimensions: the covariances are singular and the distance is biased "
+                          "upwards; use more images")
+        warnings.warn(out['warning'])
+    return out
 
 # %% ../nbs/09b_evaluation.ipynb #4bed565b
 def _ood_arrays(scores_in, scores_out):
