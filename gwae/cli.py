@@ -186,12 +186,16 @@ def _add_evaluate(sub):
     p.add_argument('--metrics', nargs='+', default=None, metavar='NAME',
                    help='disentanglement metrics to run, e.g. mig dci_fast (default: the run\'s '
                         'evaluation.metrics)')
+    p.add_argument('--fid-samples', type=int, default=None, metavar='N',
+                   help="Fréchet distance of N prior samples to N validation images on "
+                        "ground-truth data (0: none; default: the run's evaluation.fid_samples)")
     p.set_defaults(run=_evaluate)
 
 def _evaluate(args)->int:
     "Run `gwae evaluate`."
     from gwae.runs import evaluate_run
-    options = dict(scale=args.scale, sample=args.sample, metrics=args.metrics)
+    options = dict(scale=args.scale, sample=args.sample, metrics=args.metrics,
+                   fid_samples=args.fid_samples)
     changes = {k: v for k, v in options.items() if v is not None}
     _report(args.run_dir, evaluate_run(args.run_dir, args.which, **changes))
 

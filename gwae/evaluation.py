@@ -6,7 +6,7 @@ Docs: https://gwae-dev.github.io/gwae/evaluation.html.md"""
 
 # %% ../nbs/09b_evaluation.ipynb #5d5a45fc
 from __future__ import annotations
-import contextlib, hashlib, importlib.util, math, time, warnings
+import contextlib, hashlib, importlib.util, json, math, os, time, warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -18,11 +18,14 @@ import torch.nn.functional as F
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.metrics import calinski_harabasz_score, roc_auc_score, roc_curve
 
+from .learner import load_state, save_state
+
 # %% auto #0
 __all__ = ['INCEPTION_SHA1', 'as_array', 'psnr_per_image', 'psnr', 'gaussian_frechet_distance', 'frechet_distance',
            'model_device', 'eval_mode', 'apply_batched', 'check_images', 'inception_input', 'InceptionFeatures',
-           'FeatureNet', 'fit_feature_net', 'ModuleFeatures', 'FeatureNetFeatures', 'fid', 'ood_auroc', 'ood_roc_curve',
-           'standard_normal_nll', 'model_ood_auroc', 'calinski_harabasz_curve', 'distance_pairs', 'distance_distortion']
+           'FeatureNet', 'fit_feature_net', 'ModuleFeatures', 'FeatureNetFeatures', 'fid', 'feature_net_cache',
+           'ground_truth_features', 'ood_auroc', 'ood_roc_curve', 'standard_normal_nll', 'model_ood_auroc',
+           'calinski_harabasz_curve', 'distance_pairs', 'distance_distortion']
 
 # %% ../nbs/09b_evaluation.ipynb #eb6e961f
 def as_array(
@@ -252,6 +255,7 @@ class FeatureNet(nn.Module):
     def forward(self, x:Tensor)->list[Tensor]: return [h(self.features(x)) for h in self.heads]
 
 # %% ../nbs/09b_evaluation.ipynb #8696583b
+@torch.enable_grad()  # also when called under `torch.no_grad`
 def _train_feature_net(x:Tensor, y:Tensor, epochs:int, lr:float, batch_size:int,
                        seed:int)->FeatureNet:
     "A `FeatureNet` trained for `epochs` with a one-cycle schedule (Adam), in eval mode."
@@ -366,6 +370,48 @@ def fid(
                           "upwards; use more images")
         warnings.warn(out['warning'])
     return out
+
+# %% ../nbs/09b_evaluation.ipynb #c39243f2
+def feature_net_cache()->Path:
+    "The folder of fitted feature nets: `$GWAE_CACHE/feature_nets`, `~/.cache/gwae` by default."
+    return Path(os.environ.get('GWAE_CACHE', '~/.cache/gwae')).expanduser()/'feature_nets'
+
+def _feature_key(dataset, images:Tensor, n:int, seed:int)->str:
+    "A file name for a feature net: hash of the first renders, the factors, n, seed, torch version."
+    h = hashlib.sha1(json.dumps([[int(s) for s in dataset.factor_sizes], n, seed,
+                                 torch.__version__]).encode())
+    h.update(images[:64].contiguous().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+def _cached_net(path:Path, in_channels:int)->tuple[FeatureNet, dict]|None:
+    "The net and report stored at `path`; None when missing or unreadable (it is refitted)."
+    if not path.exists(): return None
+    try: state = load_state(path)
+    except ValueError as e:
+        warnings.warn(f"refitting the feature net: {e}"); return None
+    net = FeatureNet(in_channels, state['n_classes'])
+    net.load_state_dict(state['weights'])
+    return net.eval(), dict(state['report'], cached=True)
+
+# %% ../nbs/09b_evaluation.ipynb #f0af146b
+def ground_truth_features(
+    dataset, # a ground-truth dataset (`sample_factors`, `images_from_factors`)
+    n:int=5000, # renders of random factors the net learns from
+    seed:int=0, # seeds the factors and the training
+    cache:str|Path|None=None, # folder of fitted nets; `feature_net_cache()` by default
+)->ModuleFeatures:
+    "Features of a `FeatureNet` fitted on renders of `dataset`'s factors, kept in a cache."
+    factors = dataset.sample_factors(n, np.random.RandomState(seed))
+    images = check_images(dataset.images_from_factors(factors), 'renders')
+    key = _feature_key(dataset, images, n, seed)
+    path = Path(cache or feature_net_cache())/f'{key}.safetensors'
+    if (cached := _cached_net(path, images.shape[1])) is None:
+        net, report = fit_feature_net(images, factors, seed=seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n_classes = [h.out_features for h in net.heads]
+        save_state(path, dict(n_classes=n_classes, weights=net.state_dict(), report=report))
+        cached = net, dict(report, cached=False)
+    return FeatureNetFeatures(*cached)
 
 # %% ../nbs/09b_evaluation.ipynb #4bed565b
 def _ood_arrays(scores_in, scores_out):

@@ -26,13 +26,14 @@ from .baselines import (AE, VAE, BetaVAE, AnnealedVAE, FactorVAE, BetaTCVAE, DIP
 from .consistency import ConsistencyConfig, ConsistencyRegularized
 from .datasets import DATASETS
 from .learner import TrainConfig, _floats, fit, load_state, read_csv
+from .evaluation import fid, ground_truth_features
 from .protocol import EvalConfig, evaluate, evaluation_record
 from .plots import loss_figure, reconstruction_figure, sample_figure, traversal_figure
 
 # %% auto #0
 __all__ = ['DISENTANGLEMENT', 'MODELS', 'RunEvalConfig', 'register_model', 'make_model', 'RunConfig', 'item_shape', 'build_run',
            'run_lock', 'default_run_dir', 'train', 'resume', 'Run', 'load_weights', 'load_run', 'save_figures',
-           'evaluate_model', 'SampledCodes', 'disentanglement', 'evaluate_run']
+           'evaluate_model', 'SampledCodes', 'disentanglement', 'generation_fid', 'evaluate_run']
 
 # %% ../nbs/11_runs.ipynb #c857f79c
 DISENTANGLEMENT = ['mig', 'dci_fast', 'sap', 'modularity_explicitness', 'irs', 'unsupervised',
@@ -49,6 +50,10 @@ class RunEvalConfig(EvalConfig):
                             "per-metric protocol changes; {} keeps dlib's batches of 64")
     sample: bool = param(False, 'represent an image by a posterior sample instead of the mean '
                          '(the official GWAE evaluation samples)')
+    fid_samples: int = param(0, 'prior samples (and as many validation images) of a Fréchet '
+                             'distance on ground-truth data; 0: none', ge=0)
+    fid_train: int = param(5000, "renders of random factors the Fréchet distance's feature net "
+                           'learns from (gwae.evaluation.ground_truth_features)', ge=10)
 
 # %% ../nbs/11_runs.ipynb #05b2642f
 MODELS = Registry('model')
@@ -332,6 +337,21 @@ def disentanglement(
     record['model'] = dict(cls=type(model).__name__, representation=representation)
     return scores, record
 
+# %% ../nbs/11_runs.ipynb #20d3559a
+@torch.no_grad()
+def generation_fid(
+    model:RepresentationModel, # a trained model (`sample`)
+    dataset, # the run's ground-truth dataset: the feature net learns its factors
+    real:Tensor, # (N, C, H, W) validation images
+    cfg:RunEvalConfig|None=None, # `fid_train` and `seed`
+)->dict:
+    "Fréchet distance of `len(real)` prior samples to `real`, in features learned from the factors."
+    cfg = cfg or RunEvalConfig()
+    features = ground_truth_features(dataset, cfg.fid_train, cfg.seed)
+    model.eval(); seed_everything(cfg.seed)
+    fake = torch.cat([model.sample(len(i)).cpu() for i in torch.arange(len(real)).split(256)])
+    return fid(real.cpu(), fake, features) | dict(feature_net=features.report)
+
 # %% ../nbs/11_runs.ipynb #9c50d425
 def evaluate_run(
     path:str|Path, # a run folder
@@ -352,6 +372,10 @@ def _evaluate_loaded(run:Run, which:str, **changes)->dict:
     if dataset is not None and settings.metrics:
         scores, record = disentanglement(run.model, dataset, settings)
         metrics['disentanglement'], metrics['evaluation'] = scores, record
+    if dataset is not None and settings.fid_samples:
+        real = torch.cat([b[0].cpu() for b in dls.valid])[:settings.fid_samples]
+        generation = generation_fid(run.model, dataset, real, settings)
+        metrics['fid'], metrics['generation'] = generation.pop('fid'), generation
     seed_everything(run.config.train.seed)
     x = next(iter(dls.valid))[0]
     figures = save_figures(run.model, x, run.history, run.path/'figures')

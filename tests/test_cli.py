@@ -173,13 +173,14 @@ def test_data_preview_of_labelled_files(tmp_path, capsys):
     assert 'mnist not found' in capsys.readouterr().err
 
 
-def test_ground_truth_run_reports_disentanglement(tmp_path, capsys):
+def test_ground_truth_run_reports_disentanglement(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('GWAE_CACHE', str(tmp_path / 'cache'))
     cfg = tmp_path / 'gt.yaml'
     cfg.write_text("""
 model: {name: vae, z_dim: 3}
 data: {name: dsprites, size: 32, n_train: 64, n_valid: 32, in_memory: true}
 train: {epochs: 1, batch_size: 32, device: cpu}
-evaluation: {metrics: [mig, dci_fast, beta_vae], scale: 0.01}
+evaluation: {metrics: [mig, dci_fast, beta_vae], scale: 0.01, fid_train: 200}
 """)
     assert main(['train', str(cfg), '--out', str(tmp_path / 'run'), '--quiet']) == 0
     out = capsys.readouterr().out
@@ -194,3 +195,10 @@ evaluation: {metrics: [mig, dci_fast, beta_vae], scale: 0.01}
     m2 = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
     assert set(m2['disentanglement']) == {'sap.SAP_score'} and m2['evaluation']['model']['representation'] == 'embed(x, sample=True)'
     assert m2['evaluation']['protocol']['sap']['num_train'] == 200
+    assert 'fid' not in m2  # off unless asked for
+    assert main(['evaluate', str(tmp_path / 'run'), '--metrics', 'sap', '--fid-samples', '24']) == 0
+    m3 = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
+    assert f"fid={m3['fid']:.4g}" in capsys.readouterr().out and m3['fid'] > 0
+    assert (m3['generation']['n_real'], m3['generation']['n_fake']) == (24, 24)
+    assert m3['generation']['feature_net']['n_train'] == 160 and 'feature-net' in m3['generation']['features']
+    assert len(list((tmp_path / 'cache' / 'feature_nets').iterdir())) == 1
