@@ -2,7 +2,8 @@
 # The README's test command. Run it inside the project's virtual environment; it is idempotent.
 #   1. install the package and its dev tools (CPU pins from constraints.txt; a no-op when already installed)
 #   2. check that notebooks are clean and that gwae/ and README.md are in sync with nbs/
-#   3. reject saved widget outputs, any torchvision / fastai.vision import, and imports against the notebook order
+#   3. reject saved widget outputs, any torchvision / fastai.vision import, imports against the notebook order,
+#      and pages that break the style rules (tools/check_pages.py)
 #   4. run the notebook tests, then nbdev's docs pre-processing of every notebook, then pytest (whose summary ends the log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,7 @@ fi
 step "forbidden content, and imports that follow the notebook order"
 python tools/check_imports.py
 python tools/check_import_order.py
+python tools/check_pages.py nbs/*.ipynb
 if grep -rl --include='*.ipynb' 'widget-view+json' nbs; then
   echo "FAIL: saved widget outputs in the notebooks above (clear them: their random ids churn on every run)."
   exit 1
