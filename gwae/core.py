@@ -202,7 +202,10 @@ class Config:
 # %% ../nbs/00_core.ipynb #99b28c53
 def _type_name(tp)->str:
     "How messages name the type `tp`."
-    if get_origin(tp) is Literal: return 'one of ' + ', '.join(map(repr, get_args(tp)))
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Literal: return 'one of ' + ', '.join(map(repr, args))
+    if origin in (Union, types.UnionType) and any(get_origin(a) is Literal for a in args):
+        return ' or '.join(_type_name(a) if a is not type(None) else 'null' for a in args)
     return getattr(tp, '__name__', None) or str(tp).replace('typing.', '')
 
 def _coerce_scalar(value, tp, fail):

@@ -46,8 +46,9 @@ class GWAEConfig(Config):
         1e-4, 'drift weight on mean f² of both batches, inside the GP term', ge=0)
     lr: float = param(1e-4, 'main learning rate (RMSprop; Adam without a critic)', gt=0)
     lr_critic: float = param(1e-4, 'critic learning rate (RMSprop)', gt=0)
-    padding_mode: Literal[PADDING_MODES] = param(
-        'replicate', "encoder convolution padding (official: 'replicate')")
+    padding_mode: Literal[PADDING_MODES]|None = param(
+        None, "encoder convolution padding; null: the official rule, 'zeros' under "
+              "deterministic algorithms (train.deterministic), else 'replicate'")
     fused_critic: bool = param(False, 'score both pair batches in one critic call '
                                       '(faster; one spectral-norm power iteration fewer)')
 
