@@ -101,8 +101,7 @@ class VAE(AE):
                   z:Tensor, # (N, D) reparameterised samples
                  )->dict:
         "The model's loss terms from the shared VAE quantities (overridden by each variant)."
-        w = self.cfg.warmup_steps
-        beta = self.cfg.beta * (min(1.0, self.step / w) if w else 1.0)
+        beta = self.cfg.beta * self.warmup(self.cfg.warmup_steps)
         return dict(loss=rec + beta * kl, rec=rec, kl=kl, beta=kl.new_tensor(beta))
 
     def anomaly_score(self,
@@ -137,7 +136,7 @@ class AnnealedVAE(VAE):
 
     def capacity(self)->float:
         "The KL capacity C at the current step."
-        return self.cfg.c_max * min(1.0, self.step / self.cfg.anneal_steps)
+        return self.cfg.c_max * self.warmup(self.cfg.anneal_steps)
 
     def objective(self, rec, kl, mu, logvar, z):
         c = self.capacity()

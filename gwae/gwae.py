@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import torch
+import torch.nn.functional as F
 from fastcore.basics import patch
 from torch import nn, Tensor
 
@@ -44,8 +45,20 @@ class GWAEConfig(Config):
     coef_gp: float = param(10.0, 'weight of the gradient-penalty term (GP + drift)', ge=0)
     coef_drift: float = param(
         1e-4, 'drift weight on mean f² of both batches, inside the GP term', ge=0)
-    lr: float = param(1e-4, 'main learning rate (RMSprop; Adam without a critic)', gt=0)
-    lr_critic: float = param(1e-4, 'critic learning rate (RMSprop)', gt=0)
+    lr: float = param(1e-4, 'main learning rate', gt=0)
+    lr_critic: float = param(1e-4, 'critic learning rate', gt=0)
+    optimizer: Literal['rmsprop', 'adam']|None = param(
+        None, 'main optimizer; null: the official rule, RMSprop with the critic, Adam without')
+    betas: tuple[float, float] = param((0.9, 0.999), 'Adam betas of the main optimizer')
+    critic_optimizer: Literal['rmsprop', 'adam'] = param('rmsprop', 'critic optimizer (official)')
+    critic_betas: tuple[float, float] = param((0.9, 0.999), "Adam betas of the critic's optimizer")
+    max_logvar: float|None = param(
+        None, 'soft upper bound m on the encoder log-variance, m − softplus(m − log σ²); '
+              'null: unbounded (official)')
+    entropy_warmup: int = param(
+        0, 'main steps over which λ_H ramps linearly from 0 (0: constant, official)', ge=0)
+    critic_z_scale: float = param(
+        1.0, 'k: the critic sees (x, k·z), 1-Lipschitz in that metric (official 1)', gt=0)
     padding_mode: Literal[PADDING_MODES]|None = param(
         None, "encoder convolution padding; null: the official rule, 'zeros' under "
               "deterministic algorithms (train.deterministic), else 'replicate'")
@@ -96,10 +109,13 @@ class GWAE(RepresentationModel):
         self.prior = cfg.prior.build(cfg.z_dim)
         self.gw = GWDistortion(cfg.coef_init, p=cfg.gw_p)
         self.critic = make_critic(shape, cfg.z_dim) if cfg.merged_condition else None
-        self.optimizer = (OptimizerConfig('rmsprop', lr=cfg.lr) if cfg.merged_condition
-                          else OptimizerConfig('adam', lr=cfg.lr, betas=(0.9, 0.999)))
+        name = cfg.optimizer or ('rmsprop' if cfg.merged_condition else 'adam')
+        self.optimizer = OptimizerConfig(name, lr=cfg.lr, betas=cfg.betas)
 
-    def encode(self, x:Tensor)->tuple[Tensor, Tensor]: return self.encoder(x)
+    def encode(self, x:Tensor)->tuple[Tensor, Tensor]:
+        mu, logvar = self.encoder(x)
+        if self.cfg.max_logvar is None: return mu, logvar
+        return mu, self.cfg.max_logvar - F.softplus(self.cfg.max_logvar - logvar)
     def decode(self, z:Tensor)->Tensor: return self.decoder(z)
     def prior_sample(self, n:int)->Tensor: return self.prior(n)
 
@@ -121,10 +137,20 @@ def _check_batch(x:Tensor, min_items:int=2):
 @patch
 def _score_pairs(self:GWAE, x, z, x_gen, z_gen)->tuple[Tensor, Tensor]:
     "Critic scores of the inference pairs and of the generative pairs, in the official call order."
-    if not self.cfg.fused_critic: return self.critic(x, z), self.critic(x_gen, z_gen)
-    return self.critic(torch.cat([x, x_gen]), torch.cat([z, z_gen])).split([len(x), len(x_gen)])
+    if not self.cfg.fused_critic: return self._critic(x, z), self._critic(x_gen, z_gen)
+    return self._critic(torch.cat([x, x_gen]), torch.cat([z, z_gen])).split([len(x), len(x_gen)])
+
+@patch
+def _critic(self:GWAE, x:Tensor, z:Tensor)->Tensor:
+    "The critic at `(x, k·z)`, `k = critic_z_scale` (official 1)."
+    return self.critic(x, z * self.cfg.critic_z_scale)
 
 # %% ../nbs/05_gwae.ipynb #222fcff4
+@patch
+def entropy_weight(self:GWAE)->float:
+    "λ_H at the current step: `coef_entropy`, ramped up over `entropy_warmup` main steps."
+    return self.cfg.coef_entropy * self.warmup(self.cfg.entropy_warmup)
+
 @patch
 def loss(self:GWAE, x:Tensor)->dict:
     "Main loss `gw + λ_W rec + λ_H entropy + λ_D match` and its terms on a batch in [0, 1], B >= 2."
@@ -145,13 +171,13 @@ def loss(self:GWAE, x:Tensor)->dict:
         if cfg.mixed_potential:
             z_q = z.detach()
             x_q = self.decode(z_q)
-            a = self.critic(x, z)
-            p = (self.critic(x_gen, z_gen) + self.critic(x_q, z_q)) / 2
+            a = self._critic(x, z)
+            p = (self._critic(x_gen, z_gen) + self._critic(x_q, z_q)) / 2
         else: a, p = self._score_pairs(x, z, x_gen, z_gen)
         match = (p - a).mean()
         logs = dict(score_inference=a.detach().mean(), score_generative=p.detach().mean())
     else: match = mmd(z, z_gen, 'rbf', math.sqrt(self.z_dim / 2), unbiased=False)  # vaetc's kernel
-    loss = gw + cfg.coef_w * rec + cfg.coef_entropy * entropy + cfg.coef_d * match
+    loss = gw + cfg.coef_w * rec + self.entropy_weight() * entropy + cfg.coef_d * match
     return dict(loss=loss, gw=gw, rec=rec, entropy=entropy, match=match, coef=self.gw.coef.detach(),
                 qz_scale=latent_scale(z.detach()), pz_scale=latent_scale(z_gen.detach()), **logs)
 
@@ -176,11 +202,12 @@ def critic_loss(self:GWAE,
         z_gen = self.prior_sample(B)
         x_gen = self.decode(z_gen)
     if cfg.mixed_potential:
-        a = self.critic(x, z)
-        p = (self.critic(x_gen, z_gen) + self.critic(x_rec, z)) / 2
+        a = self._critic(x, z)
+        p = (self._critic(x_gen, z_gen) + self._critic(x_rec, z)) / 2
     else: a, p = self._score_pairs(x, z, x_gen, z_gen)
     gap = (p - a).mean()
-    gp = gradient_penalty(self.critic, x, z, x_gen, z_gen)
+    k = cfg.critic_z_scale  # the penalty is taken where the critic is evaluated: at (x, k·z)
+    gp = gradient_penalty(self.critic, x, k * z, x_gen, k * z_gen)
     penalty = gp + cfg.coef_drift * (a.square().mean() + p.square().mean())
     return dict(loss=-gap + cfg.coef_gp * penalty, gap=gap.detach(), gp=gp.detach(),
                 penalty=penalty.detach())
@@ -188,11 +215,12 @@ def critic_loss(self:GWAE,
 # %% ../nbs/05_gwae.ipynb #73ab3d3f
 @patch
 def extra_steps(self:GWAE)->list[ExtraStep]:
-    "The critic's `ExtraStep`: `critic_steps` RMSprop updates per main step; none without a critic."
+    "The critic's `ExtraStep`: `critic_steps` updates per main step; none without a critic."
     if self.critic is None: return []
-    return [ExtraStep('critic', list(self.critic.parameters()),
-                      OptimizerConfig('rmsprop', lr=self.cfg.lr_critic), self.critic_loss,
-                      n_steps=self.cfg.critic_steps, shared=self.critic_codes)]
+    cfg = self.cfg
+    opt = OptimizerConfig(cfg.critic_optimizer, lr=cfg.lr_critic, betas=cfg.critic_betas)
+    return [ExtraStep('critic', list(self.critic.parameters()), opt, self.critic_loss,
+                      n_steps=cfg.critic_steps, shared=self.critic_codes)]
 
 # %% ../nbs/05_gwae.ipynb #c8aeb495
 @patch
@@ -207,5 +235,5 @@ def anomaly_score(self:GWAE, x:Tensor)->Tensor:
     try:
         with torch.no_grad():
             z = reparameterize(*self.encode(x))
-            return self.critic(self.decode(z), z)
+            return self._critic(self.decode(z), z)
     finally: self.critic.train(was_training)

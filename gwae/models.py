@@ -180,6 +180,13 @@ def set_step(self:RepresentationModel,
     "Record the global step for schedules, which read `self.step`."
     self.step = step
 
+@patch
+def warmup(self:RepresentationModel,
+           steps:int, # length of the linear ramp; 0: no ramp
+          )->float:
+    "The factor `min(1, step / steps)` of a linear warm-up at the current step (1 if `steps` is 0)."
+    return min(1.0, self.step / steps) if steps else 1.0
+
 @patch(as_prop=True)
 def device(self:RepresentationModel)->torch.device:
     "The device of the model's parameters (the CPU for a model without any)."
