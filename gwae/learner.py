@@ -10,6 +10,7 @@ import csv, hashlib, io, json, math, os, random
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -30,7 +31,8 @@ from .models import (RepresentationModel, ExtraStep, OptimizerConfig, extra_opti
 # %% auto #0
 __all__ = ['TrainConfig', 'save_state', 'load_state', 'checkpoint_progress', 'rng_state', 'set_rng_state', 'LossModule',
            'rep_model', 'main_loss', 'NonFiniteLossError', 'TermsCallback', 'ExtraStepsCallback', 'epoch_order',
-           'DataOrderCallback', 'read_csv', 'RunFolderCallback', 'make_learner', 'restore', 'fit']
+           'DataOrderCallback', 'read_csv', 'RunFolderCallback', 'make_learner', 'restore', 'fit',
+           'TensorBoardCallback']
 
 # %% ../nbs/08_learner.ipynb #99c5c406
 @dataclass
@@ -57,6 +59,9 @@ class TrainConfig(Config):
         False, 'CUDA automatic mixed precision (fp16 autocast and gradient scaling)')
     channels_last: bool = param(
         False, 'channels-last memory format for the model (faster convolutions on recent GPUs)')
+    tensorboard: bool = param(
+        False, 'also log every loss term per step and figures per epoch to '
+        '<run folder>/tensorboard (pip install "gwae[tensorboard]")')
 
 # %% ../nbs/08_learner.ipynb #a4677956
 def _encode(obj, tensors:dict, key:str):
@@ -490,6 +495,9 @@ def make_learner(
     callbacks = [TermsCallback(cfg.grad_clip), ExtraStepsCallback(model),
                  DataOrderCallback(cfg.seed),
                  RunFolderCallback(path, cfg.checkpoint_every, cfg.until_convergence, cfg.patience)]
+    if cfg.tensorboard and not any(isinstance(c, TensorBoardCallback) for c in cbs or []):
+        if path is None: raise ValueError("train.tensorboard needs a run folder (path=...)")
+        callbacks.append(TensorBoardCallback(Path(path)/'tensorboard'))
     opt_func = partial(OptimWrapper, opt=_torch_optimizer(model.optimizer), convert_groups=False)
     learn = Learner(dls, LossModule(model), loss_func=main_loss, opt_func=opt_func,
                     splitter=lambda m: m.model.main_parameters(), lr=model.optimizer.lr,
@@ -562,3 +570,67 @@ def fit(
         with learn.distrib_ctx(): learn.fit(cfg.epochs - start)
     else: learn.fit(cfg.epochs - start)
     return learn
+
+# %% ../nbs/08_learner.ipynb #b66456db
+def _reconstructions(model:RepresentationModel, x:Tensor)->dict:
+    "The default figures: the images above their reconstructions, as one image batch."
+    if x.dim() != 4: return {}
+    return {'reconstructions': torch.cat([x, model.reconstruct(x).clamp(0, 1)])}
+
+class TensorBoardCallback(Callback):
+    "Every loss term per step, the epoch means and figures per epoch, as TensorBoard event files."
+    order = 85 # after `TermsCallback` has recorded the step
+    def __init__(self,
+                 log_dir:str|Path, # where the event files go, e.g. `<run folder>/tensorboard`
+                 figures:Callable|None=None, # `(model, x) -> {name: Figure or image batch}`
+                 n:int=256, # validation items of the first batch that `figures` sees
+                ):
+        self.log_dir, self.figures, self.n, self.writer = Path(log_dir), figures, n, None
+
+# %% ../nbs/08_learner.ipynb #fcd5c822
+@patch
+def before_fit(self:TensorBoardCallback):
+    "Open the event file (rank 0 only)."
+    self.x, self.writer = None, None
+    if getattr(self.learn, 'rank', 0) != 0: return
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise ImportError(f"train.tensorboard needs the tensorboard package ({e}): "
+                          'pip install "gwae[tensorboard]"') from None
+    self.writer = SummaryWriter(str(self.log_dir))
+
+@patch
+def after_batch(self:TensorBoardCallback):
+    "Log the terms of a training step; keep the first validation images."
+    if self.writer is None: return
+    if not self.training:
+        if self.x is None: self.x = self.xb[0][:self.n].detach()
+        return
+    row = self.learn.terms.steps[-1]
+    for k, v in row.items():
+        if k not in ('step', 'epoch'): self.writer.add_scalar(f"train_step/{k}", v, row['step'])
+
+# %% ../nbs/08_learner.ipynb #72b71f5c
+@patch
+def after_epoch(self:TensorBoardCallback):
+    "Log the epoch's mean terms and the figures of the kept validation images."
+    if self.writer is None: return
+    row = self.learn.terms.epochs[-1]
+    for k, v in row.items():
+        phase, _, term = k.partition('_')
+        if phase in ('train', 'valid'): self.writer.add_scalar(f"{phase}/{term}", v, row['step'])
+    if self.x is not None:
+        model = rep_model(self.learn); training = model.training
+        devices = [model.device] if model.device.type == 'cuda' else []
+        with torch.random.fork_rng(devices), torch.no_grad():
+            model.eval(); figures = (self.figures or _reconstructions)(model, self.x)
+        model.train(training)
+        for name, f in figures.items():
+            if isinstance(f, Tensor): self.writer.add_images(f"figures/{name}", f, row['step'])
+            else: self.writer.add_figure(f"figures/{name}", f, row['step'])
+    self.writer.flush()
+
+@patch
+def after_fit(self:TensorBoardCallback):
+    "Close the event file."
+    if self.writer is not None: self.writer.close()
