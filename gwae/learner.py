@@ -587,11 +587,11 @@ class TensorBoardCallback(Callback):
                 ):
         self.log_dir, self.figures, self.n, self.writer = Path(log_dir), figures, n, None
 
-# %% ../nbs/08_learner.ipynb #fcd5c822
+# %% ../nbs/08_learner.ipynb #4d7af5c7
 @patch
 def before_fit(self:TensorBoardCallback):
     "Open the event file (rank 0 only)."
-    self.x, self.writer = None, None
+    self.kept, self.writer = None, None
     if getattr(self.learn, 'rank', 0) != 0: return
     try: from torch.utils.tensorboard import SummaryWriter
     except ImportError as e:
@@ -604,13 +604,13 @@ def after_batch(self:TensorBoardCallback):
     "Log the terms of a training step; keep the first validation images."
     if self.writer is None: return
     if not self.training:
-        if self.x is None: self.x = self.xb[0][:self.n].detach()
+        if self.kept is None: self.kept = self.xb[0][:self.n].detach()
         return
     row = self.learn.terms.steps[-1]
     for k, v in row.items():
         if k not in ('step', 'epoch'): self.writer.add_scalar(f"train_step/{k}", v, row['step'])
 
-# %% ../nbs/08_learner.ipynb #72b71f5c
+# %% ../nbs/08_learner.ipynb #efc09345
 @patch
 def after_epoch(self:TensorBoardCallback):
     "Log the epoch's mean terms and the figures of the kept validation images."
@@ -619,11 +619,11 @@ def after_epoch(self:TensorBoardCallback):
     for k, v in row.items():
         phase, _, term = k.partition('_')
         if phase in ('train', 'valid'): self.writer.add_scalar(f"{phase}/{term}", v, row['step'])
-    if self.x is not None:
+    if self.kept is not None:
         model = rep_model(self.learn); training = model.training
         devices = [model.device] if model.device.type == 'cuda' else []
         with torch.random.fork_rng(devices), torch.no_grad():
-            model.eval(); figures = (self.figures or _reconstructions)(model, self.x)
+            model.eval(); figures = (self.figures or _reconstructions)(model, self.kept)
         model.train(training)
         for name, f in figures.items():
             if isinstance(f, Tensor): self.writer.add_images(f"figures/{name}", f, row['step'])
