@@ -171,8 +171,11 @@ def _add_evaluate(sub):
         'evaluate', help='write metrics and figures of a run',
         description='Evaluate the run in RUN: validation loss terms and reconstruction PSNR in '
                     'metrics.json, and on ground-truth data (dsprites, shapes3d) the '
-                    'disentanglement metrics with their protocol; reconstructions, samples, latent '
-                    'traversals and loss curves in figures/.')
+                    'disentanglement metrics with their protocol; in figures/, reconstructions of '
+                    'seeded random validation items, prior samples, latent traversals ordered by '
+                    'informativeness, the distance distortion of prior samples and loss curves, '
+                    'and on ground-truth data the DCI importance heatmap (traversal rows then '
+                    'labelled with the factor each code captures most).')
     p.add_argument('run_dir', metavar='RUN', help='the run folder')
     p.add_argument('--which', choices=['best', 'last'], default='best',
                    help='weights to evaluate: lowest validation loss (best) or final (last)')

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn, Tensor
 from fastcore.basics import patch
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
+from matplotlib.figure import Figure
 
 from .core import (Config, Registry, default_device, file_lock, param, seed_everything,
                        write_text_atomic)
@@ -26,14 +28,19 @@ from .baselines import (AE, VAE, BetaVAE, AnnealedVAE, FactorVAE, BetaTCVAE, DIP
 from .consistency import ConsistencyConfig, ConsistencyRegularized
 from .datasets import DATASETS
 from .learner import TrainConfig, _floats, fit, load_state, read_csv
+from .metrics import sample_codes
 from .evaluation import fid, ground_truth_features
-from .protocol import EvalConfig, evaluate, evaluation_record
-from .plots import loss_figure, reconstruction_figure, sample_figure, traversal_figure
+from .protocol import EvalConfig, evaluate, evaluation_record, representation
+from .plots import (dci_importance, latent_variance, loss_figure, reconstruction_figure,
+                        rows_by_factor, rows_by_variance, sample_figure, source_label,
+                        traversal_figure)
+from .metric_plots import distortion_figure, importance_figure
 
 # %% auto #0
 __all__ = ['DISENTANGLEMENT', 'MODELS', 'RunEvalConfig', 'register_model', 'make_model', 'RunConfig', 'item_shape', 'build_run',
-           'run_lock', 'default_run_dir', 'train', 'resume', 'Run', 'load_weights', 'load_run', 'save_figures',
-           'evaluate_model', 'SampledCodes', 'disentanglement', 'generation_fid', 'evaluate_run']
+           'run_lock', 'default_run_dir', 'train', 'resume', 'Run', 'load_weights', 'load_run', 'run_figures',
+           'save_figures', 'evaluate_model', 'SampledCodes', 'disentanglement', 'generation_fid', 'code_importance',
+           'evaluate_run']
 
 # %% ../nbs/11_runs.ipynb #c857f79c
 DISENTANGLEMENT = ['mig', 'dci_fast', 'sap', 'modularity_explicitness', 'irs', 'unsupervised',
@@ -270,23 +277,54 @@ def load_run(
     return Run(path, cfg, model, history, metrics)
 
 # %% ../nbs/11_runs.ipynb #42fe5bee
+@torch.no_grad()
+def _decoded(model:RepresentationModel, z:Tensor, batch_size:int=256)->Tensor:
+    "The decodings of `z`, `batch_size` at a time."
+    return torch.cat([model.decode(b) for b in z.split(batch_size)])
+
+def run_figures(
+    model:RepresentationModel, # a trained model
+    x:Tensor, # validation items (images or vectors); those shown are drawn from them
+    history:list[dict], # rows of `history.csv`
+    n:int=8, # images per row
+    seed:int=0, # seed of the items shown and of the prior samples
+    steps:list[dict]|None=None, # rows of `steps.csv`, drawn behind the epoch means
+    source:str|None=None, # the data, for the titles (`gwae.plots.source_label`)
+    importance:np.ndarray|None=None, # (D, K) DCI importance on ground-truth data
+    factor_names:Sequence[str]|None=None, # the K factor names of `importance`
+)->dict[str, Figure]:
+    "The figures of a run by name: images, traversals, distortion, importance, loss curves."
+    model.eval(); figures = {}
+    devices = [model.device] if model.device.type == 'cuda' else []
+    with torch.random.fork_rng(devices), torch.no_grad():
+        torch.manual_seed(seed)
+        if x.dim() == 4:
+            items = x[torch.randperm(len(x))[:n]]
+            rows = (rows_by_variance(latent_variance(model, x)) if importance is None
+                    else rows_by_factor(importance, factor_names))
+            figures.update(reconstructions=reconstruction_figure(model, items, source),
+                           samples=sample_figure(model, n, source),
+                           traversals=traversal_figure(model, items[:1], rows=rows, source=source))
+        z = model.prior_sample(2000)
+        figures['distortion'] = distortion_figure(z, _decoded(model, z), source=source)
+    if importance is not None:
+        figures['importance'] = importance_figure(importance, factor_names, source=source)
+    if history: figures['loss_curves'] = loss_figure(history, steps, source)
+    return figures
+
+# %% ../nbs/11_runs.ipynb #5a7e03c1
 def save_figures(
     model:RepresentationModel, # a trained model
-    x:Tensor, # a batch of validation images
+    x:Tensor, # validation items to draw the shown ones from
     history:list[dict], # rows of `history.csv`
     folder:str|Path, # where the PNG files go
     n:int=8, # images per row
+    **kwargs, # `run_figures` settings: seed, steps, source, importance, factor_names
 )->list[Path]:
-    "Reconstructions, samples, latent traversals and loss curves (`gwae.plots`) as PNG files."
+    "The run figures (`run_figures`) as PNG files in `folder`."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    model.eval(); figures = {}
-    if x.dim() == 4:
-        x = x[:n]
-        figures.update(reconstructions=reconstruction_figure(model, x),
-                       samples=sample_figure(model, n), traversals=traversal_figure(model, x[:1]))
-    if history: figures['loss_curves'] = loss_figure(history)
     paths = []
-    for name, fig in figures.items():
+    for name, fig in run_figures(model, x, history, n, **kwargs).items():
         fig.savefig(folder/f'{name}.png', dpi=100); paths.append(folder/f'{name}.png')
     return paths
 
@@ -352,6 +390,19 @@ def generation_fid(
     fake = torch.cat([model.sample(len(i)).cpu() for i in torch.arange(len(real)).split(256)])
     return fid(real.cpu(), fake, features) | dict(feature_net=features.report)
 
+# %% ../nbs/11_runs.ipynb #294824bc
+def code_importance(
+    model:RepresentationModel, # a trained model
+    dataset, # a ground-truth dataset (`RunConfig.ground_truth()`)
+    cfg:RunEvalConfig|None=None, # `scale`, `seed`, `sample` and `embed_batch_size`
+)->np.ndarray: # (D, K)
+    "The DCI importance of each code for each factor, on random items of `dataset`."
+    cfg = cfg or RunEvalConfig()
+    represent = representation(SampledCodes(model) if cfg.sample else model, cfg.embed_batch_size)
+    n = max(500, round(10000 * cfg.scale))
+    codes, factors = sample_codes(dataset, represent, n, np.random.RandomState(cfg.seed))
+    return dci_importance(codes, factors, cfg.seed)
+
 # %% ../nbs/11_runs.ipynb #9c50d425
 def evaluate_run(
     path:str|Path, # a run folder
@@ -372,13 +423,20 @@ def _evaluate_loaded(run:Run, which:str, **changes)->dict:
     if dataset is not None and settings.metrics:
         scores, record = disentanglement(run.model, dataset, settings)
         metrics['disentanglement'], metrics['evaluation'] = scores, record
+    valid = torch.cat([b[0].cpu() for b in dls.valid])  # every validation item
     if dataset is not None and settings.fid_samples:
-        real = torch.cat([b[0].cpu() for b in dls.valid])[:settings.fid_samples]
-        generation = generation_fid(run.model, dataset, real, settings)
+        generation = generation_fid(run.model, dataset, valid[:settings.fid_samples], settings)
         metrics['fid'], metrics['generation'] = generation.pop('fid'), generation
-    seed_everything(run.config.train.seed)
-    x = next(iter(dls.valid))[0]
-    figures = save_figures(run.model, x, run.history, run.path/'figures')
+    importance = None if dataset is None else code_importance(run.model, dataset, settings)
+    if importance is not None:
+        metrics['dci_importance'] = dict(factor_names=list(dataset.factor_names),
+                                         codes=importance.round(4).tolist())
+    steps = read_csv(run.path/'steps.csv') if (run.path/'steps.csv').exists() else None
+    source = json.loads((run.path/'run.json').read_text()).get('data_source', 'unknown')
+    figures = save_figures(run.model, valid, run.history, run.path/'figures',
+                           seed=run.config.train.seed, steps=steps, importance=importance,
+                           source=source_label(run.config.data['name'], source),
+                           factor_names=getattr(dataset, 'factor_names', None))
     metrics['figures'] = [str(f.relative_to(run.path)) for f in figures]
     write_text_atomic(run.path/'metrics.json', json.dumps(metrics, indent=1))
     return metrics

@@ -69,7 +69,7 @@ def test_tiny_train_then_evaluate_end_to_end(tmp_path, capsys):
     assert run.parent == tmp_path / 'runs' and run.name.startswith('tiny_ae-tiny_blobs-')
     assert 'z_dim: 3' in (run / 'config.yaml').read_text() and 'epochs: 2' in (run / 'config.yaml').read_text()
     assert len((run / 'history.csv').read_text().splitlines()) == 3
-    for f in ('reconstructions', 'samples', 'traversals', 'loss_curves'): assert (run / 'figures' / f'{f}.png').stat().st_size > 0
+    for f in ('reconstructions', 'samples', 'traversals', 'distortion', 'loss_curves'): assert (run / 'figures' / f'{f}.png').stat().st_size > 0
     (run / 'metrics.json').unlink()
     assert main(['evaluate', str(run), '--which', 'last']) == 0
     metrics = json.loads((run / 'metrics.json').read_text())

@@ -3,6 +3,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 import gwae.test_utils  # noqa: F401  (registers tiny_ae, tiny_blobs, tiny_vectors, tiny_squares)
 from gwae.learner import fit
@@ -115,3 +116,35 @@ def test_a_run_whose_model_reads_the_training_set_size_loads_and_evaluates(tmp_p
     assert run.model.cfg.dataset_size == 32
     from gwae.runs import evaluate_run
     assert math.isfinite(evaluate_run(tmp_path / 'run')['valid_loss'])  # as gwae train does after training
+
+
+def test_ground_truth_figures_follow_the_dci_importance(tmp_path, monkeypatch):
+    import numpy as np
+    import gwae.runs
+    from gwae.runs import evaluate_run, run_figures
+    cfg = RunConfig.from_dict(dict(model=dict(name='vae', z_dim=3), data=dict(name='dsprites', size=32, n_train=64, n_valid=40, in_memory=True),
+                                   train=dict(epochs=1, batch_size=32, device='cpu'), evaluation=dict(metrics=[], scale=0.01)))
+    train(cfg, tmp_path / 'run', progress=False)
+    seen = []  # the items evaluate_run draws the figures from: all 40 validation items, not the first batch of 32
+    monkeypatch.setattr(gwae.runs, 'run_figures', lambda model, x, *a, **k: seen.append(len(x)) or run_figures(model, x, *a, **k))
+    m = evaluate_run(tmp_path / 'run')
+    assert seen == [40]
+    assert {'figures/importance.png', 'figures/distortion.png', 'figures/traversals.png'} <= set(m['figures'])
+    names, imp = m['dci_importance']['factor_names'], np.array(m['dci_importance']['codes'])
+    assert names == ['shape', 'scale', 'orientation', 'posX', 'posY'] and imp.shape == (3, 5)
+    assert np.allclose(imp.sum(0), 1, atol=1e-3) and 'disentanglement' not in m  # importance without the metrics
+    run = load_run(tmp_path / 'run')
+    x = torch.cat([b[0] for b in cfg.build_dls().valid])
+    figures = run_figures(run.model, x, run.history, importance=imp, factor_names=names, source='dsprites (generated)')
+    rows = [t.get_text() for ax in figures['traversals'].axes for t in ax.texts]
+    order = np.argsort(-imp.sum(1), kind='stable')
+    assert [int(r.split()[0][1:]) for r in rows] == list(order)  # z<d>, most important first
+    assert [r.split()[1] for r in rows] == [names[imp[d].argmax()] for d in order]  # the factor each code captures most
+    heat = figures['importance'].axes[0]
+    assert [t.get_text() for t in heat.get_xticklabels()] == names and np.allclose(heat.collections[0].get_array().reshape(3, 5), imp)
+    assert figures['traversals']._suptitle.get_text().endswith('· dsprites (generated)')
+    # the shown items are random validation items, seeded: not the first batch, the same for the same seed
+    first = [a.images[0].get_array().data for a in figures['reconstructions'].axes[:8]]
+    assert not all(np.array_equal(f, x[i, 0].numpy()) for i, f in enumerate(first))
+    again = run_figures(run.model, x, [], seed=0)['reconstructions']
+    assert all(np.array_equal(f, a.images[0].get_array().data) for f, a in zip(first, again.axes[:8]))
