@@ -7,6 +7,7 @@ Docs: https://gwae-dev.github.io/gwae/runs.html.md"""
 # %% ../nbs/11_runs.ipynb #72f9e592
 from __future__ import annotations
 import dataclasses, importlib, json, time
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +28,7 @@ from .baselines import (AE, VAE, BetaVAE, AnnealedVAE, FactorVAE, BetaTCVAE, DIP
                             WAE, DAGMM)
 from .consistency import ConsistencyConfig, ConsistencyRegularized
 from .datasets import DATASETS
-from .learner import TrainConfig, _floats, fit, load_state, read_csv
+from .learner import TensorBoardCallback, TrainConfig, _floats, fit, load_state, read_csv
 from .metrics import sample_codes
 from .evaluation import fid, ground_truth_features
 from .protocol import EvalConfig, evaluate, evaluation_record, representation
@@ -194,6 +195,13 @@ def default_run_dir(
     "A new folder name for `cfg`: `root/<model>-<data>-<date>-<time>`."
     return Path(root) / f"{cfg.model['name']}-{cfg.data['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
 
+def _tensorboard(cfg:RunConfig, path:Path, dls:DataLoaders, cbs:list|None)->list|None:
+    "`cbs`, plus TensorBoard logging of the run figures when `cfg.train.tensorboard`."
+    if not cfg.train.tensorboard: return cbs
+    source = source_label(cfg.data['name'], getattr(dls.train.dataset, 'source', 'unknown'))
+    figures = partial(run_figures, history=[], seed=cfg.train.seed, source=source)
+    return [*(cbs or []), TensorBoardCallback(path/'tensorboard', figures)]
+
 def train(
     cfg:RunConfig, # model, data and training settings
     path:str|Path|None=None, # a run folder without a checkpoint (default: `default_run_dir(cfg)`)
@@ -215,6 +223,7 @@ def train(
                    n_train=len(dls.train.dataset), n_valid=len(dls.valid.dataset),
                    torch=torch.__version__)
         write_text_atomic(path/'run.json', json.dumps(run, indent=1))
+        cbs = _tensorboard(cfg, path, dls, cbs)
         return fit(model, dls, cfg.train, path=path, progress=progress, cbs=cbs)
 
 # %% ../nbs/11_runs.ipynb #155b743e
@@ -232,6 +241,7 @@ def resume(
             cfg = cfg.override([f'train.epochs={epochs}'])
             cfg.to_yaml(path/'config.yaml')
         model, dls = build_run(cfg)
+        cbs = _tensorboard(cfg, path, dls, cbs)
         return fit(model, dls, cfg.train, path=path, resume=True, progress=progress, cbs=cbs)
 
 # %% ../nbs/11_runs.ipynb #19d928b9

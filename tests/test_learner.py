@@ -165,3 +165,29 @@ def test_a_second_process_on_a_run_folder_is_refused(tmp_path):
     finally:
         proc.kill(); proc.wait()
     resume(folder, epochs=1, progress=False)  # the killed writer's lock is gone with it
+
+
+def test_tensorboard_without_the_package_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'torch.utils.tensorboard', None)  # as if tensorboard were missing
+    cfg = RunConfig.from_yaml(CONFIG).override(['train.tensorboard=true', 'train.epochs=1'])
+    with pytest.raises(ImportError, match=r'pip install "gwae\[tensorboard\]"'):
+        train(cfg, tmp_path / 'run', progress=False)
+
+
+def test_tensorboard_run_figures_per_epoch_and_resume_continues_the_log(tmp_path):
+    pytest.importorskip('tensorboard')
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    cfg = RunConfig.from_yaml(CONFIG).override(['train.tensorboard=true', 'train.epochs=1'])
+    train(cfg, tmp_path / 'run', progress=False)
+    resume(tmp_path / 'run', epochs=2, progress=False)
+    events = EventAccumulator(str(tmp_path / 'run' / 'tensorboard'), size_guidance={'images': 0, 'scalars': 0}).Reload()
+    figures = {'figures/reconstructions', 'figures/samples', 'figures/traversals', 'figures/distortion'}
+    assert figures <= set(events.Tags()['images']), events.Tags()
+    assert [e.step for e in events.Images('figures/traversals')] == [16, 32]
+    steps = read_csv(tmp_path / 'run' / 'steps.csv')
+    logged = events.Scalars('train_step/critic.gap')
+    assert [e.step for e in logged] == [r['step'] for r in steps] == list(range(32))
+    assert [e.value for e in logged] == pytest.approx([r['critic.gap'] for r in steps], rel=1e-5)
+    # the figures leave the training's random numbers alone: the same weights as without TensorBoard
+    train(RunConfig.from_yaml(CONFIG), tmp_path / 'plain', progress=False)
+    for k, v in _weights(tmp_path / 'plain').items(): assert torch.equal(_weights(tmp_path / 'run')[k], v), k
