@@ -150,6 +150,16 @@ def _mean_std(values:list[float])->str:
     if len(values) == 1: return f"{values[0]:.3g}"
     return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
 
+def failures(todo:list[dict])->str:
+    "Markdown list of the runs that stopped without results, each with the last line of its log."
+    lines = []
+    for s in todo:
+        folder = Path(s['folder'])
+        if (folder/'result.json').exists(): continue
+        log = (folder/'log.txt').read_text().strip().splitlines() if (folder/'log.txt').exists() else []
+        lines.append(f"- {folder.name}: {log[-1].strip() if log else 'no log'}")
+    return '\n### Runs that stopped\n\n' + '\n'.join(lines) + '\n' if lines else ''
+
 def table(results:list[dict])->str:
     "Markdown: per dataset, one row per budget and model, mean ± std over seeds of steps and each metric."
     lines = []
@@ -229,7 +239,7 @@ def main(argv=None):
             f"{int(10000 * EVALUATION['scale'])} codes, for comparing these runs); FID: 512 prior samples against "
             "512 validation images in the features of the dataset's feature net (not Inception: comparable "
             "within a dataset only; lower is better); qz/pz: encoder over prior latent scale (GWAE only).\n")
-    text = head + table(results) + '\n'
+    text = head + table(results) + '\n' + failures(todo)
     print(text)
     if not args.quick:
         out = ROOT/'bench/results'
