@@ -224,8 +224,8 @@ def _add_data(sub):
     v = dsub.add_parser(
         'preview', help='write a PNG preview of a dataset',
         description='Write a PNG of a dataset titled with its source: a factor traversal for '
-                    'dsprites and 3dshapes, random items for the others. Without the real '
-                    'dsprites/3dshapes file, the generated dataset is shown (and said so).')
+                    'dsprites and shapes3d, random items for the others. Without the real '
+                    'dsprites or shapes3d file, the generated dataset is shown (and said so).')
     v.add_argument('name', metavar='NAME', help='one of: ' + names)
     v.add_argument('--root', default=None, help=_ROOT_HELP)
     v.add_argument('--out', default=None, help='the PNG file (default: NAME-preview.png)')

@@ -1,7 +1,7 @@
 """Write README.md from nbs/index.ipynb (what `nbdev-readme` does where Quarto exists). `--check` only compares.
 
-Markdown cells are copied, visible code cells become fenced Python with their text outputs, and hidden cells
-(`#| hide`) and cell directives are dropped.
+Markdown cells are copied (links to images/ pointed at nbs/images/, as the README sits at the root), visible code
+cells become fenced Python with their text outputs, and hidden cells (`#| hide`) and cell directives are dropped.
 """
 import json, re, sys
 from pathlib import Path
@@ -15,7 +15,7 @@ def directives(src:str)->list[str]:
 
 def cell_text(cell)->str:
     src = ''.join(cell['source'])
-    if cell['cell_type'] == 'markdown': return src.strip()
+    if cell['cell_type'] == 'markdown': return src.strip().replace('](images/', '](nbs/images/')
     ds = directives(src)
     if any(d in ('hide', 'exporti') or d.startswith(('eval: false', 'include: false')) for d in ds): return ''
     body = '\n'.join(l for l in src.splitlines() if not DIRECTIVE.match(l)).strip()
