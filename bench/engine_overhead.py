@@ -1,4 +1,4 @@
-"""Overhead of the fastai engine (`gwae.train.fit`) over a bare PyTorch loop, same model and same batches.
+"""Overhead of the fastai engine (`gwae.learner.fit`) over a bare PyTorch loop, same model and same batches.
 
 Both loops do the same work per step: the bare loop is the reference loop of `gwae.models` (`build_optimizers`, then
 `set_step` and `train_step` on each batch: the main update, then the model's extra steps on the same batch); `fit`
@@ -87,7 +87,7 @@ def main():
               f"({steps} steps; load average {loads[-1]:.2f})", flush=True)
     busy = max(loads) > BUSY_LOAD
     if busy: print(f"WARNING: load average reached {max(loads):.2f} (> {BUSY_LOAD}): the machine was busy, timings are unreliable", flush=True)
-    lines = ['# Engine overhead: `gwae.train.fit` (fastai Learner) vs the bare reference loop (`gwae.models.train_step`)', '']
+    lines = ['# Engine overhead: `gwae.learner.fit` (fastai Learner) vs the bare reference loop (`gwae.models.train_step`)', '']
     if busy: lines += [f'**BUSY MACHINE: the load average reached {max(loads):.2f} (> {BUSY_LOAD}) during this run; the timings below are unreliable. '
                        'Rerun on a quiet machine.**', '']
     lines += [f'Same model, same batches, same updates (main step + extra steps); fastest of {a.repeats} runs (the least disturbed by other processes) '

@@ -18,8 +18,10 @@ snapshot) and learning.png (each metric against minutes); runs go to bench/runs/
     python bench/learning.py --quick                           # 10 s budgets, one seed, 3D Shapes; nothing written
 """
 from __future__ import annotations
-import argparse, itertools, json, os, platform, statistics, subprocess, sys, time
+import argparse, itertools, json, os, statistics, subprocess, sys, time
 from pathlib import Path
+
+from machine import cpu_model, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = {  # the datasets, as run-config data sections (generated: nothing to download)
@@ -40,17 +42,6 @@ def model_presets()->dict:
         'beta_vae': dict(name='beta_vae', z_dim=10, likelihood='bernoulli', beta=4.0,
                          optimizer=dict(name='adam', lr=1e-4)),
     }
-
-def _load()->float:
-    try: return os.getloadavg()[0]
-    except OSError: return float('nan')
-
-def _cpu_model()->str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or 'unknown CPU'
 
 # ---------------------------------------------------------------- one run (in its own subprocess)
 
@@ -78,7 +69,7 @@ def run_one(spec:dict)->dict:
                 minutes = self.todo.pop(0)
                 save_state(folder/f'snap_{minutes:g}min.safetensors',
                            dict(weights=rep_model(self.learn).state_dict(), steps=self.steps,
-                                seconds=self.clock, load=_load()))
+                                seconds=self.clock, load=load_average()))
             if not self.todo: raise CancelFitException()
 
     train(cfg, folder/'run', progress=False, cbs=[Snapshots()])
@@ -224,14 +215,14 @@ def main(argv=None):
     if args.quick:
         args.budgets, args.seeds, args.datasets = [1 / 6], [0], ['shapes3d']
         args.runs = Path(os.environ.get('TMPDIR', '/tmp'))/f'gwae-learning-quick-{os.getpid()}'
-    todo, load = specs(args), _load()
+    todo, load = specs(args), load_average()
     fit_feature_nets(args.datasets)
     run_all(todo, args.jobs)
     results = [json.loads((Path(s['folder'])/'result.json').read_text()) for s in todo
                if (Path(s['folder'])/'result.json').exists()]
     loads = [row['load'] for r in results for row in r['rows']]
     head = (f"# Quality per CPU-minute\n\n`python bench/learning.py {' '.join(argv or sys.argv[1:])}` on "
-            f"{_cpu_model()} ({os.cpu_count()} logical CPUs), {args.jobs} runs at a time on 1 thread each; "
+            f"{cpu_model()} ({os.cpu_count()} logical CPUs), {args.jobs} runs at a time on 1 thread each; "
             f"load average {load:.2f} at the start, {min(loads, default=0):.2f}–{max(loads, default=0):.2f} "
             f"at the snapshots; {time.strftime('%Y-%m-%d')}, {len(results)} of {len(todo)} runs.\n\n"
             "Minutes: training clock (validation excluded). PSNR in dB on the validation images; MIG and DCI "

@@ -17,18 +17,13 @@ from __future__ import annotations
 import argparse, json, os, platform, statistics, subprocess, sys, time
 from pathlib import Path
 
+from machine import cpu_model, load_average
+
 VARIANTS = {  # name -> GWAEConfig changes (and engine settings) of gwae's step; the first is the exact default
     'gwae (exact, default)': {},
     'gwae, fused critic (approximate)': dict(fused_critic=True),
 }
 MAX_LOAD = 1.2
-
-def _cpu_model()->str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or 'unknown CPU'
 
 def _time_variant(name:str, threads:int, steps:int, warmup:int)->dict:
     "In a subprocess: median seconds of the official step and of gwae's step (with its main/critic split), interleaved."
@@ -57,12 +52,12 @@ def _time_variant(name:str, threads:int, steps:int, warmup:int)->dict:
 def _table(rows:list, a, load0, load1, seconds:float)->str:
     import torch
     lines = ['# GWAE step time on CPU, against the official step timed in the same run', '']
-    if load0[0] > MAX_LOAD:
-        lines += [f'**Unreliable: the 1-minute load average was {load0[0]:.2f} (> {MAX_LOAD}) before the run, so other '
+    if load0 > MAX_LOAD:
+        lines += [f'**Unreliable: the 1-minute load average was {load0:.2f} (> {MAX_LOAD}) before the run, so other '
                   'processes shared the cores. Rerun on a quiet machine.**', '']
-    lines += [f'Machine: {_cpu_model()}, {os.cpu_count()} logical cores; torch {torch.__version__}; Python '
+    lines += [f'Machine: {cpu_model()}, {os.cpu_count()} logical cores; torch {torch.__version__}; Python '
               f'{platform.python_version()}.  ',
-              f'Load average (1 min) before/after: {load0[0]:.2f} / {load1[0]:.2f}; run took {seconds:.0f} s; medians of '
+              f'Load average (1 min) before/after: {load0:.2f} / {load1:.2f}; run took {seconds:.0f} s; medians of '
               f'{a.steps} steps after {a.warmup} warm-up steps; batch 64, 64×64×3, z_dim 64, neural prior, '
               'one main update + 5 critic updates.', '',
               '| gwae step | threads | official s/step | gwae s/step | main | critic (5 updates) | speed-up |',
@@ -88,8 +83,8 @@ def main():
         return
     if a.quick: a.steps, a.warmup, a.threads, a.variants = 1, 1, [1], a.variants[:1]
     out = a.out or (None if a.quick else str(Path(__file__).parent / 'results' / 'step_time.md'))
-    t_start, load0 = time.time(), os.getloadavg()
-    print(f'load average (1 min) before the run: {load0[0]:.2f}', file=sys.stderr)
+    t_start, load0 = time.time(), load_average()
+    print(f'load average (1 min) before the run: {load0:.2f}', file=sys.stderr)
     env = {**os.environ, 'PYTHONPATH': str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get('PYTHONPATH', '')}
     rows = []
     for n in a.threads:
@@ -98,7 +93,7 @@ def main():
             r = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
             rows.append((name, n, json.loads(r.stdout.splitlines()[-1])))
             print(f'{name}, {n} thread(s): done', file=sys.stderr)
-    text = _table(rows, a, load0, os.getloadavg(), time.time() - t_start)
+    text = _table(rows, a, load0, load_average(), time.time() - t_start)
     print(text)
     if out: Path(out).parent.mkdir(parents=True, exist_ok=True); Path(out).write_text(text)
 
