@@ -31,12 +31,19 @@ DATA = {  # the datasets, as run-config data sections (generated: nothing to dow
 METRICS = ['psnr', 'mig.discrete_mig', 'dci_fast.disentanglement', 'fid']
 EVALUATION = dict(metrics=['mig', 'dci_fast'], scale=0.05, fid_samples=512)
 
+def quickstart()->dict:
+    "The README's main job, configs/quickstart.yaml."
+    import yaml
+    return yaml.safe_load((ROOT/'configs/quickstart.yaml').read_text())
+
+def batch_size(name:str)->int:
+    "Training batch of a compared model: the quickstart's own, 64 (the official batch) for the others."
+    return quickstart()['train']['batch_size'] if name == 'gwae_quickstart' else 64
+
 def model_presets()->dict:
     "Each compared model as a run-config model section."
-    import yaml
-    quick = yaml.safe_load((ROOT/'configs/quickstart.yaml').read_text())['model']
     return {
-        'gwae_quickstart': quick,
+        'gwae_quickstart': quickstart()['model'],
         'gwae_official': dict(name='gwae', z_dim=10, prior=dict(kind='factorized_neural')),
         'vae': dict(name='vae', z_dim=10, likelihood='bernoulli', optimizer=dict(name='adam', lr=1e-4)),
         'beta_vae': dict(name='beta_vae', z_dim=10, likelihood='bernoulli', beta=4.0,
@@ -55,7 +62,7 @@ def run_one(spec:dict)->dict:
     torch.set_num_threads(1)
     folder, budgets = Path(spec['folder']), sorted(spec['budgets'])
     cfg = RunConfig.from_dict(dict(model=spec['model'], data=spec['data'], evaluation=EVALUATION,
-                                   train=dict(epochs=10_000, batch_size=64, seed=spec['seed'])))
+                                   train=dict(epochs=10_000, batch_size=spec['batch_size'], seed=spec['seed'])))
 
     class Snapshots(Callback):
         "Save the weights when the training clock (validation excluded) passes each budget, then stop."
@@ -99,7 +106,8 @@ def specs(args)->list[dict]:
     for seed, data, name in itertools.product(args.seeds, args.datasets, args.models):
         folder = args.runs/f'{data}-{name}-seed{seed}'
         out.append(dict(name=name, data_name=data, seed=seed, folder=str(folder), budgets=args.budgets,
-                        model=presets[name], data=DATA[data]))
+                        model=presets[name], batch_size=batch_size(name),
+                        data=DATA[data]))
     return out
 
 def launch(spec:dict, env:dict)->subprocess.Popen:
@@ -141,6 +149,15 @@ def _mean_std(values:list[float])->str:
     if len(values) == 1: return f"{values[0]:.3g}"
     return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
 
+def written(todo:list[dict])->str:
+    "When each model's results were written (result.json times): results kept from an earlier run show here."
+    times = {}
+    for s in todo:
+        f = Path(s['folder'])/'result.json'
+        if f.exists(): times.setdefault(s['name'], []).append(f.stat().st_mtime)
+    def when(t): return time.strftime('%Y-%m-%d %H:%M', time.gmtime(t))
+    return '; '.join(f"{n} {when(min(v))}–{when(max(v))[-5:]} UTC" for n, v in times.items())
+
 def failures(todo:list[dict])->str:
     "Markdown list of the runs that stopped without results, each with the last line of its log."
     lines = []
@@ -156,8 +173,8 @@ def table(results:list[dict])->str:
     lines = []
     for data in dict.fromkeys(r['data_name'] for r in results):
         lines += [f"\n### {data} (generated, 32 px)\n",
-                  '| minutes | model | seeds | steps | ' + ' | '.join(METRICS) + ' | qz/pz |',
-                  '|---:|---|---:|---:|' + '---:|' * len(METRICS) + '---:|']
+                  '| minutes | model | batch | seeds | steps | ' + ' | '.join(METRICS) + ' | qz/pz |',
+                  '|---:|---|---:|---:|---:|' + '---:|' * len(METRICS) + '---:|']
         runs = [r for r in results if r['data_name'] == data]
         for minutes in sorted({row['minutes'] for r in runs for row in r['rows']}):
             for name in dict.fromkeys(r['name'] for r in runs):
@@ -166,7 +183,8 @@ def table(results:list[dict])->str:
                 ratio = [row['qz_scale'] / row['pz_scale'] for row in rows
                          if row.get('qz_scale') and row.get('pz_scale')]
                 cells = [_mean_std([row.get(m) for row in rows]) for m in METRICS]
-                lines.append(f"| {minutes:g} | {name} | {len(rows)} | "
+                batch = next(r.get('batch_size', 64) for r in runs if r['name'] == name)
+                lines.append(f"| {minutes:g} | {name} | {batch} | {len(rows)} | "
                              f"{_mean_std([row['steps'] for row in rows])} | " + ' | '.join(cells)
                              + f" | {_mean_std(ratio)} |")
     return '\n'.join(lines)
@@ -224,7 +242,8 @@ def main(argv=None):
     head = (f"# Quality per CPU-minute\n\n`python bench/learning.py {' '.join(argv or sys.argv[1:])}` on "
             f"{cpu_model()} ({os.cpu_count()} logical CPUs), {args.jobs} runs at a time on 1 thread each; "
             f"load average {load:.2f} at the start, {min(loads, default=0):.2f}–{max(loads, default=0):.2f} "
-            f"at the snapshots; {time.strftime('%Y-%m-%d')}, {len(results)} of {len(todo)} runs.\n\n"
+            f"at the snapshots; {time.strftime('%Y-%m-%d')}, {len(results)} of {len(todo)} runs. Results written: "
+            f"{written(todo)} (a run is skipped while its result.json exists in --runs).\n\n"
             "Minutes: training clock (validation excluded). PSNR in dB on the validation images; MIG and DCI "
             f"disentanglement at evaluation.scale {EVALUATION['scale']} (estimates from "
             f"{int(10000 * EVALUATION['scale'])} codes, for comparing these runs); FID: 512 prior samples against "
