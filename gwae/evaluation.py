@@ -24,8 +24,8 @@ from .learner import load_state, save_state
 __all__ = ['INCEPTION_SHA1', 'as_array', 'psnr_per_image', 'psnr', 'gaussian_frechet_distance', 'frechet_distance',
            'model_device', 'eval_mode', 'apply_batched', 'check_images', 'inception_input', 'InceptionFeatures',
            'FeatureNet', 'fit_feature_net', 'ModuleFeatures', 'FeatureNetFeatures', 'fid', 'feature_net_cache',
-           'ground_truth_features', 'ood_auroc', 'ood_roc_curve', 'standard_normal_nll', 'model_ood_auroc',
-           'calinski_harabasz_curve', 'distance_pairs', 'distance_distortion']
+           'ground_truth_features', 'ood_auroc', 'ood_roc_curve', 'standard_normal_nll', 'model_anomaly_scores',
+           'model_ood_auroc', 'calinski_harabasz_curve', 'distance_pairs', 'distance_distortion']
 
 # %% ../nbs/09b_evaluation.ipynb #eb6e961f
 def as_array(
@@ -445,21 +445,29 @@ def standard_normal_nll(
     return 0.5 * (z**2 + np.log(2 * np.pi)).sum(1)
 
 # %% ../nbs/09b_evaluation.ipynb #ed13e6c9
+def model_anomaly_scores(
+    model:nn.Module, # has `anomaly_score(x)` or `embed(x)`
+    images:torch.Tensor, # (N, C, H, W) images
+    batch_size:int=64, # images per call
+)->tuple[np.ndarray, str]: # (N,) scores, higher = more anomalous, and the score's name
+    "Each image's anomaly score: the model's own, or the N(0, I) NLL of its codes when it has none."
+    if hasattr(model, 'anomaly_score'):
+        try: scores = apply_batched(model, 'anomaly_score', images, batch_size)
+        except NotImplementedError: pass  # the model family has no natural score (an AE)
+        else: return scores.flatten().numpy(), 'anomaly_score'
+    codes = apply_batched(model, 'embed', images, batch_size).flatten(1)
+    return standard_normal_nll(codes), 'standard_normal_nll(embed)'
+
 def model_ood_auroc(
     model:nn.Module, # has `anomaly_score(x)` or `embed(x)`
     images_in:torch.Tensor, # (N_in, C, H, W) in-distribution test images
     images_out:torch.Tensor, # (N_out, C, H, W) out-of-distribution images
     batch_size:int=64, # images per call
 )->dict:
-    "OoD AUROC of a model's anomaly score (or the N(0, I) NLL of its codes when it has none)."
-    if hasattr(model, 'anomaly_score'):
-        name = 'anomaly_score'
-        def score(x): return apply_batched(model, 'anomaly_score', x, batch_size).flatten().numpy()
-    else:
-        name = 'standard_normal_nll(embed)'
-        def score(x):
-            return standard_normal_nll(apply_batched(model, 'embed', x, batch_size).flatten(1))
-    return ood_auroc(score(images_in), score(images_out)) | dict(score=name)
+    "OoD AUROC of a model's anomaly score (`model_anomaly_scores`), with the score's name."
+    (s_in, name), (s_out, _) = (model_anomaly_scores(model, x, batch_size)
+                                for x in (images_in, images_out))
+    return ood_auroc(s_in, s_out) | dict(score=name)
 
 # %% ../nbs/09b_evaluation.ipynb #2c095552
 def calinski_harabasz_curve(

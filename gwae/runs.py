@@ -30,18 +30,18 @@ from .consistency import ConsistencyConfig, ConsistencyRegularized
 from .datasets import DATASETS
 from .learner import TensorBoardCallback, TrainConfig, _floats, fit, load_state, read_csv
 from .metrics import sample_codes
-from .evaluation import fid, ground_truth_features
+from .evaluation import fid, ground_truth_features, model_anomaly_scores, ood_auroc
 from .protocol import EvalConfig, evaluate, evaluation_record, representation
 from .plots import (dci_importance, latent_variance, loss_figure, reconstruction_figure,
                         rows_by_factor, rows_by_variance, sample_figure, source_label,
                         traversal_figure)
-from .metric_plots import distortion_figure, importance_figure
+from .metric_plots import distortion_figure, importance_figure, roc_figure
 
 # %% auto #0
 __all__ = ['DISENTANGLEMENT', 'MODELS', 'RunEvalConfig', 'register_model', 'make_model', 'RunConfig', 'item_shape', 'build_run',
            'run_lock', 'default_run_dir', 'train', 'resume', 'Run', 'load_weights', 'load_run', 'run_figures',
            'save_figures', 'evaluate_model', 'SampledCodes', 'disentanglement', 'generation_fid', 'code_importance',
-           'evaluate_run']
+           'ood_detection', 'evaluate_run']
 
 # %% ../nbs/11_runs.ipynb #c857f79c
 DISENTANGLEMENT = ['mig', 'dci_fast', 'sap', 'modularity_explicitness', 'irs', 'unsupervised',
@@ -62,6 +62,9 @@ class RunEvalConfig(EvalConfig):
                              'distance on ground-truth data; 0: none', ge=0)
     fid_train: int = param(5000, "renders of random factors the Fréchet distance's feature net "
                            'learns from (gwae.evaluation.ground_truth_features)', ge=10)
+    ood: dict|None = param(None, 'a data section, e.g. {name: omniglot_standin, size: 32}, whose '
+                           "validation images are scored against the run's as out-of-distribution "
+                           '(AUROC, ROC figure); null: none')
 
 # %% ../nbs/11_runs.ipynb #05b2642f
 MODELS = Registry('model')
@@ -126,6 +129,8 @@ class RunConfig(Config):
                                  "check the name and PYTHONPATH") from None
         self.model = _validated(self.model, MODELS, 'model')
         self.data = _validated(self.data, DATASETS, 'data')
+        if self.evaluation.ood is not None:
+            self.evaluation.ood = _validated(self.evaluation.ood, DATASETS, 'evaluation.ood')
 
     def _settings(self, part:dict)->dict: return {k: v for k, v in part.items() if k != 'name'}
 
@@ -302,8 +307,9 @@ def run_figures(
     source:str|None=None, # the data, for the titles (`gwae.plots.source_label`)
     importance:np.ndarray|None=None, # (D, K) DCI importance on ground-truth data
     factor_names:Sequence[str]|None=None, # the K factor names of `importance`
+    ood_scores:dict|None=None, # score name: (in-distribution, OoD scores), for the ROC figure
 )->dict[str, Figure]:
-    "The figures of a run by name: images, traversals, distortion, importance, loss curves."
+    "The figures of a run by name: images, traversals, distortion, importance, ROC, loss curves."
     model.eval(); figures = {}
     devices = [model.device] if model.device.type == 'cuda' else []
     with torch.random.fork_rng(devices), torch.no_grad():
@@ -319,6 +325,7 @@ def run_figures(
         figures['distortion'] = distortion_figure(z, _decoded(model, z), source=source)
     if importance is not None:
         figures['importance'] = importance_figure(importance, factor_names, source=source)
+    if ood_scores: figures['roc'] = roc_figure(ood_scores, source=source)
     if history: figures['loss_curves'] = loss_figure(history, steps, source)
     return figures
 
@@ -329,7 +336,7 @@ def save_figures(
     history:list[dict], # rows of `history.csv`
     folder:str|Path, # where the PNG files go
     n:int=8, # images per row
-    **kwargs, # `run_figures` settings: seed, steps, source, importance, factor_names
+    **kwargs, # `run_figures` settings: seed, steps, source, importance, factor_names, ood_scores
 )->list[Path]:
     "The run figures (`run_figures`) as PNG files in `folder`."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
@@ -413,6 +420,28 @@ def code_importance(
     codes, factors = sample_codes(dataset, represent, n, np.random.RandomState(cfg.seed))
     return dci_importance(codes, factors, cfg.seed)
 
+# %% ../nbs/11_runs.ipynb #f59af47a
+def ood_detection(
+    model:RepresentationModel, # a trained model
+    valid:Tensor, # (N, C, H, W) the run's validation images, the in-distribution set
+    ood:dict, # a data section, e.g. {name: omniglot_standin, size: 32}
+    batch_size:int=64, # images per loader batch and per scoring call
+)->tuple[dict, dict]: # the AUROC record and {score name: (in-distribution, OoD scores)}
+    "AUROC of the model's anomaly score on the validation images of `ood` against `valid`."
+    ood = _validated(ood, DATASETS, 'evaluation.ood')
+    spec = DATASETS[ood['name']]
+    settings = spec.config_cls.from_dict({k: v for k, v in ood.items() if k != 'name'})
+    dls = spec.make_dls(settings, batch_size=batch_size, seed=0)
+    x_out = torch.cat([b[0].cpu() for b in dls.valid])
+    if x_out.shape[1:] != valid.shape[1:]:
+        raise ValueError(f"evaluation.ood ({ood['name']}) has images of shape "
+                         f"{tuple(x_out.shape[1:])}, the run's have {tuple(valid.shape[1:])}; "
+                         "set its size (or channels) to match")
+    (s_in, name), (s_out, _) = (model_anomaly_scores(model, x, batch_size) for x in (valid, x_out))
+    record = ood_auroc(s_in, s_out) | dict(score=name, data=ood['name'],
+                                           source=getattr(dls.valid.dataset, 'source', 'unknown'))
+    return record, {name: (s_in, s_out)}
+
 # %% ../nbs/11_runs.ipynb #9c50d425
 def evaluate_run(
     path:str|Path, # a run folder
@@ -441,12 +470,17 @@ def _evaluate_loaded(run:Run, which:str, **changes)->dict:
     if importance is not None:
         metrics['dci_importance'] = dict(factor_names=list(dataset.factor_names),
                                          codes=importance.round(4).tolist())
+    ood_scores = None
+    if settings.ood is not None:
+        metrics['ood'], ood_scores = ood_detection(run.model, valid, settings.ood,
+                                                   run.config.train.batch_size)
     steps = read_csv(run.path/'steps.csv') if (run.path/'steps.csv').exists() else None
     source = json.loads((run.path/'run.json').read_text()).get('data_source', 'unknown')
     figures = save_figures(run.model, valid, run.history, run.path/'figures',
                            seed=run.config.train.seed, steps=steps, importance=importance,
                            source=source_label(run.config.data['name'], source),
-                           factor_names=getattr(dataset, 'factor_names', None))
+                           factor_names=getattr(dataset, 'factor_names', None),
+                           ood_scores=ood_scores)
     metrics['figures'] = [str(f.relative_to(run.path)) for f in figures]
     write_text_atomic(run.path/'metrics.json', json.dumps(metrics, indent=1))
     return metrics
