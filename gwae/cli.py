@@ -192,6 +192,9 @@ def _add_evaluate(sub):
     p.add_argument('--fid-samples', type=int, default=None, metavar='N',
                    help="Fréchet distance of N prior samples to N validation images on "
                         "ground-truth data (0: none; default: the run's evaluation.fid_samples)")
+    p.add_argument('--ood', metavar='NAME', default=None,
+                   help="score the validation images of dataset NAME (at the run's image size) "
+                        "against the run's as out-of-distribution: AUROC and figures/roc.png")
     p.set_defaults(run=_evaluate)
 
 def _evaluate(args)->int:
@@ -200,6 +203,10 @@ def _evaluate(args)->int:
     options = dict(scale=args.scale, sample=args.sample, metrics=args.metrics,
                    fid_samples=args.fid_samples)
     changes = {k: v for k, v in options.items() if v is not None}
+    if args.ood is not None:
+        from gwae.runs import RunConfig
+        data = RunConfig.from_yaml(Path(args.run_dir)/'config.yaml').data
+        changes['ood'] = dict(name=args.ood, **({'size': data['size']} if 'size' in data else {}))
     _report(args.run_dir, evaluate_run(args.run_dir, args.which, **changes))
 
 # %% ../nbs/12_cli.ipynb #adfcab2f

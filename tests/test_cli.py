@@ -202,3 +202,7 @@ evaluation: {metrics: [mig, dci_fast, beta_vae], scale: 0.01, fid_train: 200}
     assert (m3['generation']['n_real'], m3['generation']['n_fake']) == (24, 24)
     assert m3['generation']['feature_net']['n_train'] == 160 and 'feature-net' in m3['generation']['features']
     assert len(list((tmp_path / 'cache' / 'feature_nets').iterdir())) == 1
+    assert main(['evaluate', str(tmp_path / 'run'), '--metrics', 'sap', '--ood', 'omniglot_standin']) == 0
+    m4 = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
+    assert m4['ood']['data'] == 'omniglot_standin' and 0 <= m4['ood']['auroc'] <= 1, m4['ood']
+    assert m4['ood']['n_in'] == 32 and 'figures/roc.png' in m4['figures']
