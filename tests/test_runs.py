@@ -71,7 +71,8 @@ def test_gwae_trains_through_fit_with_its_critic(tmp_path):
 @pytest.mark.parametrize('path', sorted((ROOT / 'configs').glob('*.yaml')), ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
     cfg = RunConfig.from_yaml(path)
-    assert cfg.train.batch_size == 64
+    # the official batch of 64; the quickstart presets halve it (twice the updates per CPU-minute, said in their comments)
+    assert cfg.train.batch_size == (32 if path.name.startswith('quickstart') else 64)
 
 
 def test_every_model_has_a_config():
