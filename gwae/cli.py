@@ -24,6 +24,7 @@ def build_parser()->argparse.ArgumentParser:
     p.add_argument('--version', action='version', version=f'gwae {gwae.__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     _add_train(sub); _add_resume(sub); _add_evaluate(sub); _add_data(sub); _add_study(sub)
+    _add_experiment(sub)
     return p
 
 def main(
@@ -292,3 +293,25 @@ def _study_run(args)->int:
     "Run `gwae study run`."
     from gwae.study import study_main  # lazy: keeps `gwae --help` fast
     return study_main(args)
+
+def _add_experiment(sub):
+    "The `experiment` subcommand."
+    p = sub.add_parser(
+        'experiment', help="run one of the paper's experiments as a study",
+        description="Run or continue one of the paper's experiments (gwae.experiments) at a "
+                    'preset size with Ray Tune; print its table of mean ± std over seeds and '
+                    'copy its tables and figures to experiments/results/NAME-PRESET. '
+                    'Needs: pip install "gwae[study]".')
+    p.add_argument('name', metavar='NAME', help='the experiment, e.g. disentanglement')
+    p.add_argument('--preset', choices=['smoke', 'cpu', 'full'], default='cpu',
+                   help='smoke: a minute; cpu: about half an hour on 2 cores; full: the '
+                        "paper's sizes, for a GPU (default: cpu)")
+    p.add_argument('--address', default=None, help='a Ray cluster to join (default: Ray here)')
+    p.add_argument('--num-cpus', type=int, default=None, help='CPUs the Ray started here may use')
+    p.add_argument('--quiet', action='store_true', help='no Ray progress table')
+    p.set_defaults(run=_experiment)
+
+def _experiment(args)->int:
+    "Run `gwae experiment`."
+    from gwae.experiments import experiment_main  # lazy: keeps `gwae --help` fast
+    return experiment_main(args)

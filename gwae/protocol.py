@@ -104,6 +104,7 @@ def _register_defaults():
          dict(intervention, num_variance_estimate=10000))]:
         register_metric(name, f'gwae.metrics:{fn}', kind, protocol)
     register_metric('dci_fast', 'gwae.metrics:dci', 'split', split, estimator='fast')
+    register_metric('dci_gwae', 'gwae.metrics:dci', 'split', split, estimator='gwae')
     register_metric('psnr', 'gwae.evaluation:psnr', 'reconstruction',
                     dict(num_test=5000, batch_size=32), batch_size=32)
 

@@ -206,3 +206,10 @@ evaluation: {metrics: [mig, dci_fast, beta_vae], scale: 0.01, fid_train: 200}
     m4 = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
     assert m4['ood']['data'] == 'omniglot_standin' and 0 <= m4['ood']['auroc'] <= 1, m4['ood']
     assert m4['ood']['n_in'] == 32 and 'figures/roc.png' in m4['figures']
+
+
+def test_experiment_refuses_an_unknown_name_before_starting_ray(capsys):
+    assert main(['experiment', 'disentanglment', '--preset', 'smoke']) == 1
+    err = capsys.readouterr().err
+    assert 'gwae experiment: error:' in err and 'disentanglement' in err, err  # the closest name
+    with pytest.raises(SystemExit): main(['experiment', 'disentanglement', '--preset', 'gpu'])
