@@ -7,7 +7,6 @@ Docs: https://gwae-dev.github.io/gwae/experiments.html.md"""
 # %% ../nbs/11c_experiments.ipynb #9eb14260
 from __future__ import annotations
 import copy, shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 

@@ -149,3 +149,12 @@ def test_ground_truth_figures_follow_the_dci_importance(tmp_path, monkeypatch):
     assert not all(np.array_equal(f, x[i, 0].numpy()) for i, f in enumerate(first))
     again = run_figures(run.model, x, [], seed=0)['reconstructions']
     assert all(np.array_equal(f, a.images[0].get_array().data) for f, a in zip(first, again.axes[:8]))
+
+
+def test_experiment_gwae_settings_are_the_quickstart_preset():
+    # gwae.experiments ships a copy of configs/quickstart.yaml (the package has no configs/): they must not drift
+    from gwae.experiments import DISENTANGLEMENT_MODELS
+    quick = RunConfig.from_yaml(ROOT / 'configs' / 'quickstart.yaml')
+    model, batch = DISENTANGLEMENT_MODELS['gwae_fnp']
+    assert RunConfig.from_dict(dict(model=model, data=quick.data)).model == quick.model
+    assert batch == quick.train.batch_size
