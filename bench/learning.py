@@ -58,7 +58,7 @@ def run_one(spec:dict)->dict:
     from fastai.callback.core import Callback, CancelFitException
     from gwae.learner import load_state, rep_model, save_state
     from gwae.runs import (RunConfig, RunEvalConfig, build_run, disentanglement, evaluate_model,
-                           generation_fid, train)
+                           fid_features, generation_fid, train)
     torch.set_num_threads(1)
     folder, budgets = Path(spec['folder']), sorted(spec['budgets'])
     cfg = RunConfig.from_dict(dict(model=spec['model'], data=spec['data'], evaluation=EVALUATION,
@@ -83,14 +83,14 @@ def run_one(spec:dict)->dict:
     model, dls = build_run(cfg)
     dataset, settings = cfg.ground_truth(), RunEvalConfig(**EVALUATION)
     real = torch.cat([b[0] for b in dls.valid])[:settings.fid_samples]
-    rows = []
+    features, rows = fid_features(dataset, dls.train, settings), []
     for minutes in budgets:
         snap = load_state(folder/f'snap_{minutes:g}min.safetensors')
         model.load_state_dict(snap['weights']); model.eval()
         t0 = time.perf_counter()
         m = evaluate_model(model, dls.valid)
         scores, _ = disentanglement(model, dataset, settings)
-        gen = generation_fid(model, dataset, real, settings)
+        gen = generation_fid(model, features, real, settings.seed)
         rows.append(dict(minutes=minutes, steps=snap['steps'], train_seconds=round(snap['seconds'], 1),
                          load=round(snap['load'], 2), psnr=m['psnr'], fid=gen['fid'],
                          feature_accuracy=gen['feature_accuracy'],

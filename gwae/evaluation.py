@@ -24,8 +24,9 @@ from .learner import load_state, save_state
 __all__ = ['INCEPTION_SHA1', 'as_array', 'psnr_per_image', 'psnr', 'gaussian_frechet_distance', 'frechet_distance',
            'model_device', 'eval_mode', 'apply_batched', 'check_images', 'inception_input', 'InceptionFeatures',
            'FeatureNet', 'fit_feature_net', 'ModuleFeatures', 'FeatureNetFeatures', 'fid', 'feature_net_cache',
-           'ground_truth_features', 'ood_auroc', 'ood_roc_curve', 'standard_normal_nll', 'model_anomaly_scores',
-           'model_ood_auroc', 'calinski_harabasz_curve', 'distance_pairs', 'distance_distortion']
+           'ground_truth_features', 'labelled_features', 'ood_auroc', 'ood_roc_curve', 'standard_normal_nll',
+           'model_anomaly_scores', 'model_ood_auroc', 'calinski_harabasz_curve', 'distance_pairs',
+           'distance_distortion']
 
 # %% ../nbs/09b_evaluation.ipynb #eb6e961f
 def as_array(
@@ -289,8 +290,9 @@ def fit_feature_net(
 )->tuple[FeatureNet, dict]: # the network (eval mode) and its report
     "A `FeatureNet` trained until its held-out accuracy reaches `target_accuracy`, and its report."
     x = check_images(images, 'images', min_items=10)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(len(x), -1)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
     if len(y) != len(x): raise ValueError(f"{len(x)} images but {len(y)} labels")
+    y = y.reshape(len(x), -1)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     held, fit = order[:len(x) // 5], order[len(x) // 5:]
     start = time.perf_counter()
@@ -376,11 +378,10 @@ def feature_net_cache()->Path:
     "The folder of fitted feature nets: `$GWAE_CACHE/feature_nets`, `~/.cache/gwae` by default."
     return Path(os.environ.get('GWAE_CACHE', '~/.cache/gwae')).expanduser()/'feature_nets'
 
-def _feature_key(dataset, images:Tensor, n:int, seed:int)->str:
-    "A file name for a feature net: hash of the first renders, the factors, n, seed, torch version."
-    h = hashlib.sha1(json.dumps([[int(s) for s in dataset.factor_sizes], n, seed,
-                                 torch.__version__]).encode())
-    h.update(images[:64].contiguous().numpy().tobytes())
+def _feature_key(parts:list, *arrays)->str:
+    "A file name for a feature net: hash of `parts`, the torch version and the bytes of `arrays`."
+    h = hashlib.sha1(json.dumps([*parts, torch.__version__]).encode())
+    for a in arrays: h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:20]
 
 def _cached_net(path:Path, in_channels:int)->tuple[FeatureNet, dict]|None:
@@ -403,10 +404,26 @@ def ground_truth_features(
     "Features of a `FeatureNet` fitted on renders of `dataset`'s factors, kept in a cache."
     factors = dataset.sample_factors(n, np.random.RandomState(seed))
     images = check_images(dataset.images_from_factors(factors), 'renders')
-    key = _feature_key(dataset, images, n, seed)
+    key = _feature_key([[int(s) for s in dataset.factor_sizes], n, seed], images[:64])
+    return _cached_features(images, factors, key, seed, cache)
+
+def labelled_features(
+    images, # (N, C, H, W) training images in [0, 1]
+    labels, # (N,) or (N, K) their integer class labels (MNIST's digits)
+    seed:int=0, # seeds the training
+    cache:str|Path|None=None, # folder of fitted nets; `feature_net_cache()` by default
+)->ModuleFeatures:
+    "Features of a `FeatureNet` fitted on labelled images, kept in a cache under their hash."
+    images = check_images(images, 'images', min_items=10)
+    labels = np.asarray(labels, dtype=np.int64)
+    key = _feature_key(['labelled', len(images), seed], images.numpy(), labels)
+    return _cached_features(images, labels, key, seed, cache)
+
+def _cached_features(images:Tensor, labels, key:str, seed:int, cache)->ModuleFeatures:
+    "The features of the net cached under `key`, fitted on `(images, labels)` when absent."
     path = Path(cache or feature_net_cache())/f'{key}.safetensors'
     if (cached := _cached_net(path, images.shape[1])) is None:
-        net, report = fit_feature_net(images, factors, seed=seed)
+        net, report = fit_feature_net(images, labels, seed=seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         n_classes = [h.out_features for h in net.heads]
         save_state(path, dict(n_classes=n_classes, weights=net.state_dict(), report=report))

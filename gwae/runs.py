@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn, Tensor
 from fastcore.basics import patch
@@ -30,18 +31,20 @@ from .consistency import ConsistencyConfig, ConsistencyRegularized
 from .datasets import DATASETS
 from .learner import TensorBoardCallback, TrainConfig, _floats, fit, load_state, read_csv
 from .metrics import sample_codes
-from .evaluation import fid, ground_truth_features, model_anomaly_scores, ood_auroc
+from .evaluation import (apply_batched, calinski_harabasz_curve, fid, ground_truth_features,
+                             labelled_features, model_anomaly_scores, ood_auroc)
 from .protocol import EvalConfig, evaluate, evaluation_record, representation
 from .plots import (dci_importance, latent_variance, loss_figure, reconstruction_figure,
                         rows_by_factor, rows_by_variance, sample_figure, source_label,
                         traversal_figure)
-from .metric_plots import distortion_figure, importance_figure, roc_figure
+from .metric_plots import (calinski_harabasz_figure, distortion_figure, importance_figure,
+                               roc_figure)
 
 # %% auto #0
-__all__ = ['DISENTANGLEMENT', 'MODELS', 'RunEvalConfig', 'register_model', 'make_model', 'RunConfig', 'item_shape', 'build_run',
-           'run_lock', 'default_run_dir', 'train', 'resume', 'Run', 'load_weights', 'load_run', 'run_figures',
-           'save_figures', 'evaluate_model', 'SampledCodes', 'disentanglement', 'generation_fid', 'code_importance',
-           'ood_detection', 'evaluate_run']
+__all__ = ['DISENTANGLEMENT', 'MODELS', 'RunEvalConfig', 'register_model', 'make_model', 'RunConfig', 'ood_label', 'ood_sections',
+           'item_shape', 'build_run', 'run_lock', 'default_run_dir', 'train', 'resume', 'Run', 'load_weights',
+           'load_run', 'run_figures', 'save_figures', 'evaluate_model', 'SampledCodes', 'disentanglement',
+           'fid_features', 'generation_fid', 'code_importance', 'ood_detection', 'code_clusters', 'evaluate_run']
 
 # %% ../nbs/11_runs.ipynb #c857f79c
 DISENTANGLEMENT = ['mig', 'dci_fast', 'sap', 'modularity_explicitness', 'irs', 'unsupervised',
@@ -59,12 +62,16 @@ class RunEvalConfig(EvalConfig):
     sample: bool = param(False, 'represent an image by a posterior sample instead of the mean '
                          '(the official GWAE evaluation samples)')
     fid_samples: int = param(0, 'prior samples (and as many validation images) of a Fréchet '
-                             'distance on ground-truth data; 0: none', ge=0)
-    fid_train: int = param(5000, "renders of random factors the Fréchet distance's feature net "
-                           'learns from (gwae.evaluation.ground_truth_features)', ge=10)
-    ood: dict|None = param(None, 'a data section, e.g. {name: omniglot_standin, size: 32}, whose '
-                           "validation images are scored against the run's as out-of-distribution "
-                           '(AUROC, ROC figure); null: none')
+                             'distance; 0: none', ge=0)
+    fid_train: int = param(5000, "images the Fréchet distance's feature net learns from: renders "
+                           'of random factors, or the first training items and their labels', ge=10)
+    ood: dict|list|None = param(None, 'a data section or a list of them, e.g. {name: '
+                                "omniglot_standin, size: 32}, whose validation images are scored "
+                                "against the run's as out-of-distribution (AUROC, ROC figure); "
+                                'a section with `invert: true` scores 1 - x; null: none')
+    clustering: bool = param(False, 'Calinski–Harabasz score of k-means clusters of the '
+                             'validation codes for k = 2..12 (gwae.evaluation.'
+                             'calinski_harabasz_curve)')
 
 # %% ../nbs/11_runs.ipynb #05b2642f
 MODELS = Registry('model')
@@ -129,10 +136,34 @@ class RunConfig(Config):
                                  "check the name and PYTHONPATH") from None
         self.model = _validated(self.model, MODELS, 'model')
         self.data = _validated(self.data, DATASETS, 'data')
-        if self.evaluation.ood is not None:
-            self.evaluation.ood = _validated(self.evaluation.ood, DATASETS, 'evaluation.ood')
+        if self.evaluation.ood is not None: self.evaluation.ood = ood_sections(self.evaluation.ood)
 
     def _settings(self, part:dict)->dict: return {k: v for k, v in part.items() if k != 'name'}
+
+# %% ../nbs/11_runs.ipynb #5e1d88e9
+def ood_label(
+    section:dict, # a validated OoD section (`ood_sections`)
+)->str:
+    "The name of an OoD set in `metrics.json` and the ROC figure: its data, `_inverted` when inverted."
+    return section['name'] + ('_inverted' if section.get('invert') else '')
+
+def ood_sections(
+    ood:dict|list, # `evaluation.ood`: a data section or a list of them
+)->list[dict]:
+    "Each OoD section validated as a data section with its defaults, `invert` kept; labels unique."
+    sections = []
+    for s in [ood] if isinstance(ood, dict) else list(ood):
+        if not isinstance(s, dict):
+            raise ValueError(f"evaluation.ood: {s!r} is not a data section ({{name: ...}})")
+        invert = s.get('invert', False)
+        if not isinstance(invert, bool):
+            raise ValueError(f"evaluation.ood ({s.get('name')}): invert must be true or false")
+        rest = {k: v for k, v in s.items() if k != 'invert'}
+        sections.append(_validated(rest, DATASETS, 'evaluation.ood') | {'invert': invert})
+    labels = [ood_label(s) for s in sections]
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"evaluation.ood names a set twice ({labels}): keep one of each")
+    return sections
 
 # %% ../nbs/11_runs.ipynb #4dfcac16
 @patch
@@ -307,7 +338,8 @@ def run_figures(
     source:str|None=None, # the data, for the titles (`gwae.plots.source_label`)
     importance:np.ndarray|None=None, # (D, K) DCI importance on ground-truth data
     factor_names:Sequence[str]|None=None, # the K factor names of `importance`
-    ood_scores:dict|None=None, # score name: (in-distribution, OoD scores), for the ROC figure
+    ood_scores:dict|None=None, # OoD set: (in-distribution, OoD scores), for the ROC figure
+    clusters:pd.DataFrame|None=None, # a `calinski_harabasz_curve` of the codes
 )->dict[str, Figure]:
     "The figures of a run by name: images, traversals, distortion, importance, ROC, loss curves."
     model.eval(); figures = {}
@@ -326,6 +358,8 @@ def run_figures(
     if importance is not None:
         figures['importance'] = importance_figure(importance, factor_names, source=source)
     if ood_scores: figures['roc'] = roc_figure(ood_scores, source=source)
+    if clusters is not None:
+        figures['clustering'] = calinski_harabasz_figure({'codes': clusters}, source=source)
     if history: figures['loss_curves'] = loss_figure(history, steps, source)
     return figures
 
@@ -336,7 +370,7 @@ def save_figures(
     history:list[dict], # rows of `history.csv`
     folder:str|Path, # where the PNG files go
     n:int=8, # images per row
-    **kwargs, # `run_figures` settings: seed, steps, source, importance, factor_names, ood_scores
+    **kwargs, # `run_figures` settings: seed, steps, source, importance, ood_scores, clusters, ...
 )->list[Path]:
     "The run figures (`run_figures`) as PNG files in `folder`."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
@@ -393,17 +427,29 @@ def disentanglement(
     return scores, record
 
 # %% ../nbs/11_runs.ipynb #20d3559a
+def fid_features(
+    dataset, # the run's ground-truth dataset, or None
+    train_dl, # the run's training loader: labelled images when `dataset` is None
+    cfg:RunEvalConfig|None=None, # `fid_train` and `seed`
+):
+    "The Fréchet distance's features: a net fitted on the factors, else on labelled training items."
+    cfg = cfg or RunEvalConfig()
+    if dataset is not None: return ground_truth_features(dataset, cfg.fid_train, cfg.seed)
+    x, y = [], []
+    for b in train_dl.new(shuffle=False, drop_last=False):
+        x.append(b[0].cpu()); y.append(b[1].cpu())
+        if sum(map(len, x)) >= cfg.fid_train: break
+    return labelled_features(torch.cat(x)[:cfg.fid_train], torch.cat(y)[:cfg.fid_train], cfg.seed)
+
 @torch.no_grad()
 def generation_fid(
     model:RepresentationModel, # a trained model (`sample`)
-    dataset, # the run's ground-truth dataset: the feature net learns its factors
+    features, # `fid_features`: a fitted feature net's features
     real:Tensor, # (N, C, H, W) validation images
-    cfg:RunEvalConfig|None=None, # `fid_train` and `seed`
+    seed:int=0, # seeds the prior samples
 )->dict:
-    "Fréchet distance of `len(real)` prior samples to `real`, in features learned from the factors."
-    cfg = cfg or RunEvalConfig()
-    features = ground_truth_features(dataset, cfg.fid_train, cfg.seed)
-    model.eval(); seed_everything(cfg.seed)
+    "Fréchet distance of `len(real)` prior samples to `real` in `features`, with its record."
+    model.eval(); seed_everything(seed)
     fake = torch.cat([model.sample(len(i)).cpu() for i in torch.arange(len(real)).split(256)])
     return fid(real.cpu(), fake, features) | dict(feature_net=features.report)
 
@@ -424,23 +470,40 @@ def code_importance(
 def ood_detection(
     model:RepresentationModel, # a trained model
     valid:Tensor, # (N, C, H, W) the run's validation images, the in-distribution set
-    ood:dict, # a data section, e.g. {name: omniglot_standin, size: 32}
+    ood:dict, # a data section, e.g. {name: omniglot_standin, size: 32}, maybe `invert: true`
     batch_size:int=64, # images per loader batch and per scoring call
-)->tuple[dict, dict]: # the AUROC record and {score name: (in-distribution, OoD scores)}
+)->tuple[dict, tuple]: # the AUROC record and the (in-distribution, OoD) scores
     "AUROC of the model's anomaly score on the validation images of `ood` against `valid`."
-    ood = _validated(ood, DATASETS, 'evaluation.ood')
+    ood = ood_sections(ood)[0]
     spec = DATASETS[ood['name']]
-    settings = spec.config_cls.from_dict({k: v for k, v in ood.items() if k != 'name'})
+    skip = ('name', 'invert')
+    settings = spec.config_cls.from_dict({k: v for k, v in ood.items() if k not in skip})
     dls = spec.make_dls(settings, batch_size=batch_size, seed=0)
     x_out = torch.cat([b[0].cpu() for b in dls.valid])
+    if ood['invert']: x_out = 1 - x_out
     if x_out.shape[1:] != valid.shape[1:]:
         raise ValueError(f"evaluation.ood ({ood['name']}) has images of shape "
                          f"{tuple(x_out.shape[1:])}, the run's have {tuple(valid.shape[1:])}; "
                          "set its size (or channels) to match")
     (s_in, name), (s_out, _) = (model_anomaly_scores(model, x, batch_size) for x in (valid, x_out))
-    record = ood_auroc(s_in, s_out) | dict(score=name, data=ood['name'],
-                                           source=getattr(dls.valid.dataset, 'source', 'unknown'))
-    return record, {name: (s_in, s_out)}
+    source = getattr(dls.valid.dataset, 'source', 'unknown')
+    record = ood_auroc(s_in, s_out) | dict(score=name, data=ood['name'], source=source,
+                                           invert=ood['invert'])
+    return record, (s_in, s_out)
+
+# %% ../nbs/11_runs.ipynb #662affdf
+def code_clusters(
+    model:RepresentationModel, # a trained model
+    valid:Tensor, # (N, C, H, W) the run's validation images
+    cfg:RunEvalConfig|None=None, # `seed`, `sample` and `embed_batch_size`
+)->pd.DataFrame: # a `calinski_harabasz_curve`: columns k and calinski_harabasz
+    "The Calinski–Harabasz curve of k-means fitted on half of the validation codes, scored on the rest."
+    cfg = cfg or RunEvalConfig()
+    codes = apply_batched(SampledCodes(model) if cfg.sample else model, 'embed', valid,
+                          cfg.embed_batch_size).flatten(1).numpy()
+    order = np.random.default_rng(cfg.seed).permutation(len(codes))
+    fit_part, eval_part = np.array_split(order, 2)
+    return calinski_harabasz_curve(codes[fit_part], codes[eval_part], seed=cfg.seed)
 
 # %% ../nbs/11_runs.ipynb #9c50d425
 def evaluate_run(
@@ -463,24 +526,31 @@ def _evaluate_loaded(run:Run, which:str, **changes)->dict:
         scores, record = disentanglement(run.model, dataset, settings)
         metrics['disentanglement'], metrics['evaluation'] = scores, record
     valid = torch.cat([b[0].cpu() for b in dls.valid])  # every validation item
-    if dataset is not None and settings.fid_samples:
-        generation = generation_fid(run.model, dataset, valid[:settings.fid_samples], settings)
+    if settings.fid_samples:
+        features = fid_features(dataset, dls.train, settings)
+        generation = generation_fid(run.model, features, valid[:settings.fid_samples],
+                                    settings.seed)
         metrics['fid'], metrics['generation'] = generation.pop('fid'), generation
     importance = None if dataset is None else code_importance(run.model, dataset, settings)
     if importance is not None:
         metrics['dci_importance'] = dict(factor_names=list(dataset.factor_names),
                                          codes=importance.round(4).tolist())
-    ood_scores = None
-    if settings.ood is not None:
-        metrics['ood'], ood_scores = ood_detection(run.model, valid, settings.ood,
-                                                   run.config.train.batch_size)
+    ood_scores, clusters = {}, None
+    for section in ood_sections(settings.ood or []):
+        label = ood_label(section)
+        record, ood_scores[label] = ood_detection(run.model, valid, section,
+                                                  run.config.train.batch_size)
+        metrics.setdefault('ood', {})[label] = record
+    if settings.clustering:
+        clusters = code_clusters(run.model, valid, settings)
+        metrics['clustering'] = dict(clusters.to_dict('list'), **clusters.attrs)
     steps = read_csv(run.path/'steps.csv') if (run.path/'steps.csv').exists() else None
     source = json.loads((run.path/'run.json').read_text()).get('data_source', 'unknown')
     figures = save_figures(run.model, valid, run.history, run.path/'figures',
                            seed=run.config.train.seed, steps=steps, importance=importance,
                            source=source_label(run.config.data['name'], source),
                            factor_names=getattr(dataset, 'factor_names', None),
-                           ood_scores=ood_scores)
+                           ood_scores=ood_scores, clusters=clusters)
     metrics['figures'] = [str(f.relative_to(run.path)) for f in figures]
     write_text_atomic(run.path/'metrics.json', json.dumps(metrics, indent=1))
     return metrics

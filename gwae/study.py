@@ -244,10 +244,14 @@ def complete_run(
 
 # %% ../nbs/11a_study.ipynb #ff3684ec
 def flat_metrics(metrics:dict)->dict:
-    "The numbers of a `metrics.json`: losses and PSNR, disentanglement scores as `<metric>.<key>`."
+    "The numbers of a `metrics.json`: losses, PSNR, FID, scores as `<metric>.<key>`, AUROCs, clusters."
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
     out = {k: v for k, v in metrics.items() if number(v)}
-    return out | {k: v for k, v in metrics.get('disentanglement', {}).items() if number(v)}
+    out |= {k: v for k, v in metrics.get('disentanglement', {}).items() if number(v)}
+    out |= {f"ood.{label}": r['auroc'] for label, r in metrics.get('ood', {}).items()}
+    clusters = metrics.get('clustering') or {}
+    return out | {f"calinski_harabasz.k{k}": v
+                  for k, v in zip(clusters.get('k', []), clusters.get('calinski_harabasz', []))}
 
 def _read_json(path:Path)->dict:
     try: return json.loads(path.read_text())

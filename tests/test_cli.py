@@ -204,8 +204,9 @@ evaluation: {metrics: [mig, dci_fast, beta_vae], scale: 0.01, fid_train: 200}
     assert len(list((tmp_path / 'cache' / 'feature_nets').iterdir())) == 1
     assert main(['evaluate', str(tmp_path / 'run'), '--metrics', 'sap', '--ood', 'omniglot_standin']) == 0
     m4 = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
-    assert m4['ood']['data'] == 'omniglot_standin' and 0 <= m4['ood']['auroc'] <= 1, m4['ood']
-    assert m4['ood']['n_in'] == 32 and 'figures/roc.png' in m4['figures']
+    ood = m4['ood']['omniglot_standin']
+    assert ood['data'] == 'omniglot_standin' and 0 <= ood['auroc'] <= 1 and not ood['invert'], ood
+    assert ood['n_in'] == 32 and 'figures/roc.png' in m4['figures']
 
 
 def test_experiment_refuses_an_unknown_name_before_starting_ray(capsys):
