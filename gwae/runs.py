@@ -144,7 +144,7 @@ class RunConfig(Config):
 def ood_label(
     section:dict, # a validated OoD section (`ood_sections`)
 )->str:
-    "The name of an OoD set in `metrics.json` and the ROC figure: its data, `_inverted` when inverted."
+    "An OoD set's name in `metrics.json` and the ROC figure: its data, `_inverted` when inverted."
     return section['name'] + ('_inverted' if section.get('invert') else '')
 
 def ood_sections(
@@ -497,7 +497,7 @@ def code_clusters(
     valid:Tensor, # (N, C, H, W) the run's validation images
     cfg:RunEvalConfig|None=None, # `seed`, `sample` and `embed_batch_size`
 )->pd.DataFrame: # a `calinski_harabasz_curve`: columns k and calinski_harabasz
-    "The Calinski–Harabasz curve of k-means fitted on half of the validation codes, scored on the rest."
+    "Calinski–Harabasz curve of k-means fitted on half the validation codes, scored on the rest."
     cfg = cfg or RunEvalConfig()
     codes = apply_batched(SampledCodes(model) if cfg.sample else model, 'embed', valid,
                           cfg.embed_batch_size).flatten(1).numpy()

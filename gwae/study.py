@@ -244,7 +244,7 @@ def complete_run(
 
 # %% ../nbs/11a_study.ipynb #ff3684ec
 def flat_metrics(metrics:dict)->dict:
-    "The numbers of a `metrics.json`: losses, PSNR, FID, scores as `<metric>.<key>`, AUROCs, clusters."
+    "A `metrics.json`'s numbers: losses, PSNR, FID, `<metric>.<key>` scores, AUROCs, clusters."
     number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
     out = {k: v for k, v in metrics.items() if number(v)}
     out |= {k: v for k, v in metrics.get('disentanglement', {}).items() if number(v)}
