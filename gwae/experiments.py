@@ -7,18 +7,24 @@ Docs: https://gwae-dev.github.io/gwae/experiments.html.md"""
 # %% ../nbs/11c_experiments.ipynb #9eb14260
 from __future__ import annotations
 import copy, shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
 
 from .core import Registry
+from .datafiles import MissingDataError
+from .datasets import load
+from .runs import ood_label
 from .study import StudyConfig, StudyResults, run_study
 
 # %% auto #0
 __all__ = ['PRESETS', 'EXPERIMENTS', 'GWAE_QUICK', 'ADAM', 'DISENTANGLEMENT_MODELS', 'DISENTANGLEMENT_METRICS',
-           'DISENTANGLEMENT_KEYS', 'preset_size', 'register_experiment', 'experiment_study', 'disentanglement_study',
-           'run_experiment', 'experiment_table', 'experiment_main']
+           'DISENTANGLEMENT_KEYS', 'MNIST_SIZES', 'GWAE_GMP', 'DAGMM', 'OOD_MODELS', 'CLUSTERING_MODELS',
+           'CLUSTERING_KEYS', 'WAE', 'GENERATION_MODELS', 'GENERATION_SIZES', 'preset_size', 'register_experiment',
+           'experiment_study', 'model_study', 'disentanglement_study', 'file_or_standin', 'mnist_data', 'ood_sets',
+           'ood_study', 'clustering_study', 'generation_study', 'run_experiment', 'experiment_table', 'experiment_main']
 
 # %% ../nbs/11c_experiments.ipynb #e9c2264c
 PRESETS = {  # images per split, epochs, evaluation.scale, seeds, image size, device
@@ -31,11 +37,12 @@ PRESETS = {  # images per split, epochs, evaluation.scale, seeds, image size, de
 
 def preset_size(
     preset:str, # 'smoke', 'cpu' or 'full'
+    changes:dict|None=None, # an experiment's own sizes: {preset: {key: value}}
 )->dict:
-    "The sizes of `preset`, or a ValueError that lists the presets."
+    "The sizes of `preset` with an experiment's `changes`, or a ValueError that lists the presets."
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return copy.deepcopy(PRESETS[preset])
+    return copy.deepcopy(PRESETS[preset] | (changes or {}).get(preset, {}))
 
 # %% ../nbs/11c_experiments.ipynb #b92a60ed
 EXPERIMENTS = Registry('experiment')
@@ -80,23 +87,119 @@ DISENTANGLEMENT_METRICS = ['dci', 'dci_gwae', 'mig', 'sap', 'factor_vae']
 DISENTANGLEMENT_KEYS = ['dci.disentanglement', 'dci_gwae.disentanglement', 'mig.discrete_mig',
                         'sap.SAP_score', 'factor_vae.eval_accuracy']
 
+def model_study(
+    models:dict, # variant name -> (model section, batch size)
+    p:dict, # the preset's sizes (`preset_size`)
+    data:list[str], # the datasets, a grid key
+    evaluation:dict, # the runs' `evaluation` section
+    metrics:list[str], # the study's metrics (`gwae.study.flat_metrics` keys)
+    same_updates:bool=False, # scale each model's epochs by its batch over 32: equal updates
+)->dict:
+    "A study of `models` × `data` × the preset's seeds, every dataset at the preset's sizes."
+    sizes = {f"data.{k}": p[k] for k in ('size', 'n_train', 'n_valid')}  # with every dataset
+    sizes['data.in_memory'] = True
+    def epochs(batch): return p['epochs'] * (batch // 32 if same_updates else 1)
+    variants = [dict(name=n, set={'model': m, 'train.batch_size': b, 'train.epochs': epochs(b),
+                                  **sizes}) for n, (m, b) in models.items()]
+    return dict(base=dict(train=dict(device=p['device']), evaluation=evaluation),
+                grid={'data.name': data, 'train.seed': p['seeds']}, variants=variants,
+                metrics=metrics, cpus_per_trial=1,
+                gpus_per_trial=0.5 if p['device'] == 'cuda' else 0)
+
 def disentanglement_study(
     preset:str, # 'smoke', 'cpu' or 'full'
 )->dict:
     "The disentanglement study at `preset`: six models × 3D Shapes and dSprites × seeds."
     p = preset_size(preset)
-    data = {f"data.{k}": p[k] for k in ('size', 'n_train', 'n_valid')}  # with every dataset
-    data['data.in_memory'] = True
-    variants = [dict(name=n, set={'model': m, 'train.batch_size': b, **data})
-                for n, (m, b) in DISENTANGLEMENT_MODELS.items()]
-    return dict(
-        base=dict(train=dict(epochs=p['epochs'], device=p['device']),
-                  evaluation=dict(metrics=DISENTANGLEMENT_METRICS, scale=p['scale'])),
-        grid={'data.name': ['shapes3d', 'dsprites'], 'train.seed': p['seeds']},
-        variants=variants, metrics=['psnr', *DISENTANGLEMENT_KEYS], cpus_per_trial=1,
-        gpus_per_trial=0.5 if p['device'] == 'cuda' else 0)
+    evaluation = dict(metrics=DISENTANGLEMENT_METRICS, scale=p['scale'])
+    return model_study(DISENTANGLEMENT_MODELS, p, ['shapes3d', 'dsprites'], evaluation,
+                       ['psnr', *DISENTANGLEMENT_KEYS])
 
 register_experiment('disentanglement', disentanglement_study)
+
+# %% ../nbs/11c_experiments.ipynb #83c50506
+MNIST_SIZES = {  # the MNIST experiments' sizes, over PRESETS
+    'cpu': dict(n_train=8192, n_valid=2000, epochs=3),
+    'full': dict(n_train=None, n_valid=None),
+}
+
+def file_or_standin(
+    name:str, # a dataset read from files
+    standin:str, # the generated dataset that stands in for it
+)->str:
+    "`name` when its files are present, else `standin`."
+    try: load(name)
+    except MissingDataError: return standin
+    return name
+
+def mnist_data(
+    preset:str, # 'smoke', 'cpu' or 'full'
+)->tuple[str, list[str]]: # the training data and the out-of-distribution data
+    "MNIST and its OoD sets, Fashion-MNIST and Omniglot; at `smoke`, generated stand-ins."
+    if preset == 'smoke': return 'omniglot_standin', ['dsprites']
+    for name in ('mnist', 'fashion_mnist'): load(name)  # fails now, saying how to fetch it
+    return 'mnist', ['fashion_mnist', file_or_standin('omniglot', 'omniglot_standin')]
+
+# %% ../nbs/11c_experiments.ipynb #be366744
+GWAE_GMP = dict(GWAE_QUICK, prior=dict(kind='gm'))
+DAGMM = dict(name='dagmm', z_dim=10, likelihood='bernoulli', n_components=4, optimizer=ADAM)
+OOD_MODELS = {'gwae_gmp': (GWAE_GMP, 32), 'vae': DISENTANGLEMENT_MODELS['vae'],
+              'dagmm': (DAGMM, 64)}
+
+def ood_sets(
+    names:list[str], # the OoD datasets
+    p:dict, # the preset's sizes
+)->list[dict]:
+    "`evaluation.ood`: each dataset at the preset's size and validation count, as it is and inverted."
+    return [dict(name=n, size=p['size'], channels=1, n_valid=p['n_valid'], invert=inv)
+            for n in names for inv in (False, True)]
+
+def ood_study(
+    preset:str, # 'smoke', 'cpu' or 'full'
+)->dict:
+    "The OoD study at `preset`: GWAE-GMP, VAE and DAGMM on MNIST, scored against each OoD set."
+    p, (data, outs) = preset_size(preset, MNIST_SIZES), mnist_data(preset)
+    sets = ood_sets(outs, p)
+    evaluation = dict(metrics=[], sample=True, ood=sets)
+    return model_study(OOD_MODELS, p, [data], evaluation,
+                       ['psnr', *(f"ood.{ood_label(s)}" for s in sets)], same_updates=True)
+
+register_experiment('ood', ood_study)
+
+# %% ../nbs/11c_experiments.ipynb #0095a35d
+CLUSTERING_MODELS = {'gwae_gmp': (GWAE_GMP, 32),
+                     **{k: DISENTANGLEMENT_MODELS[k] for k in ('vae', 'beta_vae')}}
+CLUSTERING_KEYS = [f'calinski_harabasz.k{k}' for k in range(2, 13)]
+
+def clustering_study(
+    preset:str, # 'smoke', 'cpu' or 'full'
+)->dict:
+    "The clustering study at `preset`: GWAE-GMP, VAE and β-VAE on MNIST, Calinski–Harabasz per k."
+    p, (data, _) = preset_size(preset, MNIST_SIZES), mnist_data(preset)
+    evaluation = dict(metrics=[], sample=True, clustering=True)
+    return model_study(CLUSTERING_MODELS, p, [data], evaluation, ['psnr', *CLUSTERING_KEYS],
+                       same_updates=True)
+
+register_experiment('clustering', clustering_study)
+
+# %% ../nbs/11c_experiments.ipynb #e9a8dbcc
+WAE = dict(name='wae', z_dim=10, likelihood='bernoulli', lam=10.0, kernel='imq', optimizer=ADAM)
+GENERATION_MODELS = {'gwae_np': DISENTANGLEMENT_MODELS['gwae_np'],
+                     'vae': DISENTANGLEMENT_MODELS['vae'], 'wae': (WAE, 64)}
+GENERATION_SIZES = MNIST_SIZES | {'cpu': dict(n_train=4096, n_valid=1000, epochs=3)}
+
+def generation_study(
+    preset:str, # 'smoke', 'cpu' or 'full'
+)->dict:
+    "The generation study at `preset`: GWAE-NP, VAE and WAE on MNIST and 3D Shapes."
+    p, (data, _) = preset_size(preset, GENERATION_SIZES), mnist_data(preset)
+    datasets = ['celeba'] if file_or_standin('celeba', '') else [data, 'shapes3d']
+    n = min(p['n_valid'] or 5000, 5000)
+    evaluation = dict(metrics=[], fid_samples=n, fid_train=max(10, min(5000, p['n_train'] or 5000)))
+    return model_study(GENERATION_MODELS, p, datasets, evaluation, ['psnr', 'fid'],
+                       same_updates=True)
+
+register_experiment('generation', generation_study)
 
 # %% ../nbs/11c_experiments.ipynb #a9057e07
 def run_experiment(

@@ -55,7 +55,7 @@ def roc_figure(
     ax.plot([0, 1], [0, 1], ls=':', color='grey', label='chance')
     ax.set(xlabel='false positive rate', ylabel='true positive rate', aspect='equal',
            title=titled('out-of-distribution ROC', source))
-    ax.legend(loc='lower right')
+    ax.legend(loc='lower right', fontsize='x-small')
     return fig
 
 # %% ../nbs/10a_metric_plots.ipynb #1f89b91c
