@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.image import imread
 
 from .core import Registry
 from .datafiles import MissingDataError
@@ -22,9 +24,11 @@ from .study import StudyConfig, StudyResults, run_study
 # %% auto #0
 __all__ = ['PRESETS', 'EXPERIMENTS', 'GWAE_QUICK', 'ADAM', 'DISENTANGLEMENT_MODELS', 'DISENTANGLEMENT_METRICS',
            'DISENTANGLEMENT_KEYS', 'MNIST_SIZES', 'GWAE_GMP', 'DAGMM', 'OOD_MODELS', 'CLUSTERING_MODELS',
-           'CLUSTERING_KEYS', 'WAE', 'GENERATION_MODELS', 'GENERATION_SIZES', 'preset_size', 'register_experiment',
-           'experiment_study', 'model_study', 'disentanglement_study', 'file_or_standin', 'mnist_data', 'ood_sets',
-           'ood_study', 'clustering_study', 'generation_study', 'run_experiment', 'experiment_table', 'experiment_main']
+           'CLUSTERING_KEYS', 'WAE', 'GENERATION_MODELS', 'GENERATION_SIZES', 'MEDIAN_FIGURES', 'PAPER_CLAIMS',
+           'preset_size', 'Experiment', 'register_experiment', 'experiment_study', 'model_study',
+           'disentanglement_study', 'file_or_standin', 'mnist_data', 'ood_sets', 'ood_study', 'clustering_study',
+           'generation_study', 'median_runs', 'run_experiment', 'experiment_table', 'provenance', 'median_figure',
+           'Claim', 'check_claims', 'experiment_main']
 
 # %% ../nbs/11c_experiments.ipynb #e9c2264c
 PRESETS = {  # images per split, epochs, evaluation.scale, seeds, image size, device
@@ -47,12 +51,19 @@ def preset_size(
 # %% ../nbs/11c_experiments.ipynb #b92a60ed
 EXPERIMENTS = Registry('experiment')
 
+@dataclass
+class Experiment:
+    "An experiment: its study at each preset, and the metric that picks each model's median run."
+    study:Callable[[str], dict] # preset -> the study as a mapping (`StudyConfig` fields)
+    median_metric:str # the first study metric starting with this picks each model's median run
+
 def register_experiment(
     name:str, # the name `gwae experiment NAME` takes
     study:Callable[[str], dict], # preset -> the study as a mapping (`StudyConfig` fields)
+    median_metric:str='psnr', # picks the run whose figures stand for each model
 ):
     "Add (or replace) the experiment `name`."
-    EXPERIMENTS.register(name, study)
+    EXPERIMENTS.register(name, Experiment(study, median_metric))
 
 def experiment_study(
     name:str, # a registered experiment
@@ -60,7 +71,7 @@ def experiment_study(
     root:str|Path='experiments/runs', # where its study folder goes
 )->StudyConfig:
     "The study of experiment `name` at `preset`, in `root/<name>-<preset>`."
-    study = EXPERIMENTS[EXPERIMENTS.canonical(name)](preset)
+    study = EXPERIMENTS[EXPERIMENTS.canonical(name)].study(preset)
     named = dict(study, name=f"{name}-{preset}", root=str(root), preset=preset)
     return StudyConfig.from_dict(named)
 
@@ -115,7 +126,7 @@ def disentanglement_study(
     return model_study(DISENTANGLEMENT_MODELS, p, ['shapes3d', 'dsprites'], evaluation,
                        ['psnr', *DISENTANGLEMENT_KEYS])
 
-register_experiment('disentanglement', disentanglement_study)
+register_experiment('disentanglement', disentanglement_study, 'dci.disentanglement')
 
 # %% ../nbs/11c_experiments.ipynb #83c50506
 MNIST_SIZES = {  # the MNIST experiments' sizes, over PRESETS
@@ -150,7 +161,7 @@ def ood_sets(
     names:list[str], # the OoD datasets
     p:dict, # the preset's sizes
 )->list[dict]:
-    "`evaluation.ood`: each dataset at the preset's size and validation count, as it is and inverted."
+    "`evaluation.ood`: each dataset at the preset's size and count, as it is and inverted."
     return [dict(name=n, size=p['size'], channels=1, n_valid=p['n_valid'], invert=inv)
             for n in names for inv in (False, True)]
 
@@ -164,7 +175,7 @@ def ood_study(
     return model_study(OOD_MODELS, p, [data], evaluation,
                        ['psnr', *(f"ood.{ood_label(s)}" for s in sets)], same_updates=True)
 
-register_experiment('ood', ood_study)
+register_experiment('ood', ood_study, 'ood.')
 
 # %% ../nbs/11c_experiments.ipynb #0095a35d
 CLUSTERING_MODELS = {'gwae_gmp': (GWAE_GMP, 32),
@@ -180,7 +191,7 @@ def clustering_study(
     return model_study(CLUSTERING_MODELS, p, [data], evaluation, ['psnr', *CLUSTERING_KEYS],
                        same_updates=True)
 
-register_experiment('clustering', clustering_study)
+register_experiment('clustering', clustering_study, 'calinski_harabasz.k10')
 
 # %% ../nbs/11c_experiments.ipynb #e9a8dbcc
 WAE = dict(name='wae', z_dim=10, likelihood='bernoulli', lam=10.0, kernel='imq', optimizer=ADAM)
@@ -195,11 +206,25 @@ def generation_study(
     p, (data, _) = preset_size(preset, GENERATION_SIZES), mnist_data(preset)
     datasets = ['celeba'] if file_or_standin('celeba', '') else [data, 'shapes3d']
     n = min(p['n_valid'] or 5000, 5000)
-    evaluation = dict(metrics=[], fid_samples=n, fid_train=max(10, min(5000, p['n_train'] or 5000)))
+    evaluation = dict(metrics=[], fid_samples=n,
+                      fid_train=max(10, min(5000, p['n_train'] or 5000)))
     return model_study(GENERATION_MODELS, p, datasets, evaluation, ['psnr', 'fid'],
                        same_updates=True)
 
-register_experiment('generation', generation_study)
+register_experiment('generation', generation_study, 'fid')
+
+# %% ../nbs/11c_experiments.ipynb #7171450f
+MEDIAN_FIGURES = ['reconstructions.png', 'samples.png', 'traversals.png', 'roc.png',
+                  'clustering.png']
+
+def median_runs(
+    table:pd.DataFrame, # a study's `results_table`
+    metric:str, # the metric that orders each model's seeds
+)->dict[tuple[str, str], str]: # (model, setting) -> run name
+    "Each model's and setting's median run by `metric` (the lower middle one for even counts)."
+    rows = table[table['metric'] == metric].dropna(subset=['value'])
+    return {key: g.sort_values(['value', 'seed'])['run'].iloc[(len(g) - 1) // 2]
+            for key, g in rows.groupby(['model', 'setting'], sort=False)}
 
 # %% ../nbs/11c_experiments.ipynb #a9057e07
 def run_experiment(
@@ -214,8 +239,13 @@ def run_experiment(
     "Run or continue experiment `name` at `preset`; its results, copied to `out/<name>-<preset>`."
     cfg = experiment_study(name, preset, root)
     res = run_study(cfg, address=address, num_cpus=num_cpus, verbose=verbose)
+    prefix = EXPERIMENTS[EXPERIMENTS.canonical(name)].median_metric
+    metric = next(m for m in cfg.metrics if m.startswith(prefix))
+    runs = res.path/'runs'
+    medians = [runs/r/'figures'/f for r in median_runs(res.table, metric).values()
+               for f in MEDIAN_FIGURES if (runs/r/'figures'/f).exists()]
     dest = Path(out)/cfg.name
-    for f in res.files:
+    for f in [*res.files, *medians]:
         target = dest/f.relative_to(res.path)
         target.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, target)
     return res
@@ -226,6 +256,80 @@ def experiment_table(
     "Mean ± std over seeds: a row per setting (the dataset) and model, a column per metric."
     return summary.pivot_table(index=['setting', 'model'], columns='metric', values='mean ± std',
                                aggfunc='first', sort=False)
+
+# %% ../nbs/11c_experiments.ipynb #0a92b478
+def provenance(
+    table:pd.DataFrame, # a study's `results_table` (`results.csv`)
+)->pd.DataFrame:
+    "Per dataset: its source, the preset, the seeds, the runs, when they were evaluated, versions."
+    span = lambda s: min(s) if min(s) == max(s) else f"{min(s)} to {max(s)}"
+    versions = {k: (k, 'first') for k in ('torch', 'gwae') if k in table}
+    return table.groupby(['data', 'data_source'], sort=False).agg(
+        preset=('preset', 'first'), seeds=('seed', lambda s: sorted(set(s))),
+        runs=('run', 'nunique'), evaluated=('evaluated', span), **versions).reset_index()
+
+# %% ../nbs/11c_experiments.ipynb #cceebe13
+def median_figure(
+    results:str|Path, # an experiment's results folder (`experiments/results/<name>-<preset>`)
+    figure:str='samples.png', # one of `MEDIAN_FIGURES`
+    width:float=6.0, # inches
+)->Figure:
+    "The `figure` of each median run in `results`, one panel per run, titled with its run."
+    files = sorted((Path(results)/'runs').glob(f'*/figures/{figure}'))
+    if not files: raise FileNotFoundError(f"no {figure} of a median run in {results}/runs")
+    images = [imread(f) for f in files]
+    heights = [width * im.shape[0] / im.shape[1] for im in images]
+    fig = Figure(figsize=(width, sum(heights) + 0.25 * len(files)), layout='constrained')
+    for ax, f, im in zip(fig.subplots(len(files), 1, squeeze=False)[:, 0], files, images):
+        ax.imshow(im); ax.set_axis_off(); ax.set_title(f.parent.parent.name, fontsize=8)
+    return fig
+
+# %% ../nbs/11c_experiments.ipynb #937cca29
+@dataclass
+class Claim:
+    "A claim of the paper: `model` is better than its rivals at `metric`."
+    text:str # the claim, in a few words
+    model:str # the model it is about (a study variant name)
+    metric:str # a study metric, or a prefix ending in '.' for every metric under it
+    higher:bool=True # whether higher is better
+    rivals:list[str]|None=None # the models it must beat; None: every other model
+    setting:str|None=None # only settings whose label contains this (e.g. 'shapes3d')
+
+def _claim_rows(c:Claim, summary:pd.DataFrame)->list[dict]:
+    "The rows of one claim: one per setting and matching metric."
+    match = (summary['metric'].str.startswith(c.metric) if c.metric.endswith('.')
+             else summary['metric'] == c.metric)
+    rows = []
+    for (setting, metric), g in summary[match].groupby(['setting', 'metric'], sort=False):
+        rivals = g[(g['model'] != c.model) & g['model'].isin(c.rivals or g['model'])]
+        mine = g[g['model'] == c.model]
+        if (c.setting and c.setting not in setting) or mine.empty or rivals.empty: continue
+        best = rivals['mean'].idxmax() if c.higher else rivals['mean'].idxmin()
+        m, r = mine.iloc[0], rivals.loc[best]
+        ahead = m['mean'] > r['mean'] if c.higher else m['mean'] < r['mean']
+        gap = abs(m['mean'] - r['mean']) > max(m['std'], r['std'])  # NaN std (one seed): not clear
+        rows.append(dict(claim=c.text, setting=setting, metric=metric, model=c.model,
+                         value=m['mean ± std'], best_rival=r['model'], rival=r['mean ± std'],
+                         agrees=bool(ahead), clear=bool(gap)))
+    return rows
+
+def check_claims(
+    summary:pd.DataFrame, # a study's summary (`summary.csv`)
+    claims:list[Claim], # the paper's claims
+)->pd.DataFrame:
+    "A row per claim, setting and metric: the model against its best rival, and whether it agrees."
+    return pd.DataFrame([row for c in claims for row in _claim_rows(c, summary)])
+
+# %% ../nbs/11c_experiments.ipynb #2dfbbcf5
+PAPER_CLAIMS = {
+    'disentanglement': [Claim('GWAE-FNP disentangles better than VAE and β-VAE on 3D Shapes',
+                              'gwae_fnp', m, rivals=['vae', 'beta_vae'], setting='shapes3d')
+                        for m in DISENTANGLEMENT_KEYS],
+    'ood': [Claim('GWAE-GMP detects out-of-distribution inputs best', 'gwae_gmp', 'ood.')],
+    'clustering': [Claim("GWAE-GMP's codes cluster best", 'gwae_gmp', 'calinski_harabasz.')],
+    'generation': [Claim('GWAE-NP reconstructs best', 'gwae_np', 'psnr'),
+                   Claim('GWAE-NP generates best', 'gwae_np', 'fid', higher=False)],
+}
 
 # %% ../nbs/11c_experiments.ipynb #34f961b3
 def experiment_main(

@@ -10,6 +10,7 @@ import argparse, contextlib, copy, hashlib, importlib, io, itertools, json, logg
 import shutil, sys, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -271,14 +272,15 @@ def _open(src:StudyConfig|str|Path)->tuple[StudyConfig, Path]:
 
 # %% ../nbs/11a_study.ipynb #51e84504
 def _row(cfg:StudyConfig, run:StudyRun, f:Path, keys:list, short:dict)->dict:
-    "A run's columns, from its folder: model, setting, grid keys, seed, data and its source."
+    "A run's columns, from its folder: model, setting, grid keys, seed, data, source, when evaluated."
     conf, info = load_yaml((f/'config.yaml').read_text()), _read_json(f/'run.json')
     setting = ', '.join(f"{short[k]}={_value_label(v)}" for k, v in run.settings.items())
     preset = {'preset': cfg.preset} if cfg.preset else {}
+    evaluated = datetime.fromtimestamp((f/'metrics.json').stat().st_mtime, timezone.utc)
     return dict(study=cfg.name, run=run.name, model=run.model, setting=setting,
                 **{k: _get(conf, k) for k in keys}, seed=_get(conf, SEED_KEY),
                 data=_get(conf, 'data.name'), data_source=info.get('data_source', 'unknown'),
-                **preset)
+                **preset, evaluated=evaluated.strftime('%Y-%m-%d %H:%M UTC'))
 
 def results_table(
     src:StudyConfig|str|Path, # the study, its YAML file, or its folder

@@ -112,7 +112,7 @@ def test_killed_study_resumes_where_it_stopped(killed):
 
 def test_results_table_and_mean_std(killed):
     table = killed.res.table
-    assert list(table.columns[:9]) == ['study', 'run', 'model', 'setting', 'seed', 'data', 'data_source', 'metric', 'value']
+    assert list(table.columns[:10]) == ['study', 'run', 'model', 'setting', 'seed', 'data', 'data_source', 'evaluated', 'metric', 'value']
     assert {'python', 'torch', 'numpy', 'gwae', 'ray'} <= set(table.columns)
     assert len(table) == len(RUNS) * 2 and not table['value'].isna().any()
     assert sorted(table['run'].unique()) == RUNS and set(table['metric']) == {'valid_loss', 'psnr'}
