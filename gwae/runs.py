@@ -10,7 +10,7 @@ import dataclasses, importlib, json, time
 from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,9 @@ from .consistency import ConsistencyConfig, ConsistencyRegularized
 from .datasets import DATASETS
 from .learner import TensorBoardCallback, TrainConfig, _floats, fit, load_state, read_csv
 from .metrics import sample_codes
-from .evaluation import (apply_batched, calinski_harabasz_curve, fid, ground_truth_features,
-                             labelled_features, model_anomaly_scores, ood_auroc)
+from .evaluation import (InceptionFeatures, apply_batched, calinski_harabasz_curve, fid,
+                             ground_truth_features, labelled_features, model_anomaly_scores,
+                             ood_auroc)
 from .protocol import EvalConfig, evaluate, evaluation_record, representation
 from .plots import (dci_importance, latent_variance, loss_figure, reconstruction_figure,
                         rows_by_factor, rows_by_variance, sample_figure, source_label,
@@ -65,6 +66,9 @@ class RunEvalConfig(EvalConfig):
                              'distance; 0: none', ge=0)
     fid_train: int = param(5000, "images the Fréchet distance's feature net learns from: renders "
                            'of random factors, or the first training items and their labels', ge=10)
+    fid_features: Literal['feature_net', 'inception'] = param(
+        'feature_net', "the Fréchet distance's features: a net fitted on the data's labels, or "
+        'TF-Inception (pip install "gwae[fid]"; comparable with published FIDs, slow on a CPU)')
     ood: dict|list|None = param(None, 'a data section or a list of them, e.g. {name: '
                                 "omniglot_standin, size: 32}, whose validation images are scored "
                                 "against the run's as out-of-distribution (AUROC, ROC figure); "
@@ -430,10 +434,12 @@ def disentanglement(
 def fid_features(
     dataset, # the run's ground-truth dataset, or None
     train_dl, # the run's training loader: labelled images when `dataset` is None
-    cfg:RunEvalConfig|None=None, # `fid_train` and `seed`
+    cfg:RunEvalConfig|None=None, # `fid_features`, `fid_train` and `seed`
+    device:str|torch.device='cpu', # where TF-Inception runs
 ):
-    "The Fréchet distance's features: a net fitted on the factors, else on labelled training items."
+    "The Fréchet distance's features: TF-Inception, or a net fitted on the factors or the labels."
     cfg = cfg or RunEvalConfig()
+    if cfg.fid_features == 'inception': return InceptionFeatures(device=device)
     if dataset is not None: return ground_truth_features(dataset, cfg.fid_train, cfg.seed)
     x, y = [], []
     for b in train_dl.new(shuffle=False, drop_last=False):
@@ -451,7 +457,7 @@ def generation_fid(
     "Fréchet distance of `len(real)` prior samples to `real` in `features`, with its record."
     model.eval(); seed_everything(seed)
     fake = torch.cat([model.sample(len(i)).cpu() for i in torch.arange(len(real)).split(256)])
-    return fid(real.cpu(), fake, features) | dict(feature_net=features.report)
+    return fid(real.cpu(), fake, features) | dict(feature_net=getattr(features, 'report', None))
 
 # %% ../nbs/11_runs.ipynb #294824bc
 def code_importance(
@@ -527,7 +533,7 @@ def _evaluate_loaded(run:Run, which:str, **changes)->dict:
         metrics['disentanglement'], metrics['evaluation'] = scores, record
     valid = torch.cat([b[0].cpu() for b in dls.valid])  # every validation item
     if settings.fid_samples:
-        features = fid_features(dataset, dls.train, settings)
+        features = fid_features(dataset, dls.train, settings, run.model.device)
         generation = generation_fid(run.model, features, valid[:settings.fid_samples],
                                     settings.seed)
         metrics['fid'], metrics['generation'] = generation.pop('fid'), generation
