@@ -248,12 +248,12 @@ def run_experiment(
     res = run_study(cfg, address=address, num_cpus=num_cpus, verbose=verbose)
     prefix = EXPERIMENTS[EXPERIMENTS.canonical(name)].median_metric
     metric = next(m for m in cfg.metrics if m.startswith(prefix))
-    runs = res.path/'runs'
-    medians = [runs/r/'figures'/f for r in median_runs(res.table, metric).values()
-               for f in MEDIAN_FIGURES if (runs/r/'figures'/f).exists()]
-    dest = Path(out)/cfg.name
-    for f in [*res.files, *medians]:
-        target = dest/f.relative_to(res.path)
+    runs, dest = res.path/'runs', Path(out)/cfg.name
+    copies = {f: dest/f.relative_to(res.path) for f in res.files}
+    for r in median_runs(res.table, metric).values():
+        copies |= {runs/r/'figures'/f: dest/'median'/r/f for f in MEDIAN_FIGURES
+                   if (runs/r/'figures'/f).exists()}
+    for f, target in copies.items():
         target.parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, target)
     return res
 
@@ -282,13 +282,13 @@ def median_figure(
     width:float=6.0, # inches
 )->Figure:
     "The `figure` of each median run in `results`, one panel per run, titled with its run."
-    files = sorted((Path(results)/'runs').glob(f'*/figures/{figure}'))
-    if not files: raise FileNotFoundError(f"no {figure} of a median run in {results}/runs")
+    files = sorted((Path(results)/'median').glob(f'*/{figure}'))
+    if not files: raise FileNotFoundError(f"no {figure} of a median run in {results}/median")
     images = [imread(f) for f in files]
     heights = [width * im.shape[0] / im.shape[1] for im in images]
     fig = Figure(figsize=(width, sum(heights) + 0.25 * len(files)), layout='constrained')
     for ax, f, im in zip(fig.subplots(len(files), 1, squeeze=False)[:, 0], files, images):
-        ax.imshow(im); ax.set_axis_off(); ax.set_title(f.parent.parent.name, fontsize=8)
+        ax.imshow(im); ax.set_axis_off(); ax.set_title(f.parent.name, fontsize=8)
     return fig
 
 # %% ../nbs/11c_experiments.ipynb #937cca29
