@@ -272,7 +272,7 @@ def _open(src:StudyConfig|str|Path)->tuple[StudyConfig, Path]:
 
 # %% ../nbs/11a_study.ipynb #51e84504
 def _row(cfg:StudyConfig, run:StudyRun, f:Path, keys:list, short:dict)->dict:
-    "A run's columns, from its folder: model, setting, grid keys, seed, data, source, when evaluated."
+    "A run's columns, from its folder: model, setting, grid keys, seed, data, evaluation time."
     conf, info = load_yaml((f/'config.yaml').read_text()), _read_json(f/'run.json')
     setting = ', '.join(f"{short[k]}={_value_label(v)}" for k, v in run.settings.items())
     preset = {'preset': cfg.preset} if cfg.preset else {}
