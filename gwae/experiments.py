@@ -26,9 +26,9 @@ __all__ = ['PRESETS', 'EXPERIMENTS', 'GWAE_QUICK', 'ADAM', 'DISENTANGLEMENT_MODE
            'DISENTANGLEMENT_KEYS', 'MNIST_SIZES', 'GWAE_GMP', 'DAGMM', 'OOD_MODELS', 'CLUSTERING_MODELS',
            'CLUSTERING_KEYS', 'WAE', 'GENERATION_MODELS', 'GENERATION_SIZES', 'MEDIAN_FIGURES', 'PAPER_CLAIMS',
            'preset_size', 'Experiment', 'register_experiment', 'experiment_study', 'model_study',
-           'disentanglement_study', 'file_or_standin', 'mnist_data', 'ood_sets', 'ood_study', 'clustering_study',
-           'generation_features', 'generation_study', 'median_runs', 'run_experiment', 'experiment_table', 'provenance',
-           'median_figure', 'Claim', 'check_claims', 'experiment_main']
+           'disentanglement_study', 'has_files', 'file_or_standin', 'mnist_data', 'ood_sets', 'ood_study',
+           'clustering_study', 'generation_features', 'generation_study', 'median_runs', 'run_experiment',
+           'experiment_table', 'provenance', 'median_figure', 'Claim', 'check_claims', 'experiment_main']
 
 # %% ../nbs/11c_experiments.ipynb #e9c2264c
 PRESETS = {  # images per split, epochs, evaluation.scale, seeds, image size, device
@@ -134,14 +134,20 @@ MNIST_SIZES = {  # the MNIST experiments' sizes, over PRESETS
     'full': dict(n_train=None, n_valid=None),
 }
 
+def has_files(
+    name:str, # a dataset read from files
+)->bool:
+    "Whether `gwae.datasets.load` finds the files of `name`."
+    try: load(name)
+    except MissingDataError: return False
+    return True
+
 def file_or_standin(
     name:str, # a dataset read from files
     standin:str, # the generated dataset that stands in for it
 )->str:
     "`name` when its files are present, else `standin`."
-    try: load(name)
-    except MissingDataError: return standin
-    return name
+    return name if has_files(name) else standin
 
 def mnist_data(
     preset:str, # 'smoke', 'cpu' or 'full'
@@ -211,7 +217,7 @@ def generation_study(
 )->dict:
     "The generation study at `preset`: GWAE-NP, VAE and WAE on MNIST and 3D Shapes."
     p, (data, _) = preset_size(preset, GENERATION_SIZES), mnist_data(preset)
-    datasets = ['celeba'] if file_or_standin('celeba', '') else [data, 'shapes3d']
+    datasets = ['celeba'] if has_files('celeba') else [data, 'shapes3d']
     n = min(p['n_valid'] or 5000, 5000)
     evaluation = dict(metrics=[], fid_samples=n, fid_features=generation_features(preset),
                       fid_train=max(10, min(5000, p['n_train'] or 5000)))
