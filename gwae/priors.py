@@ -18,11 +18,13 @@ from torch import nn, Tensor
 from .core import Config, param
 
 # %% auto #0
-__all__ = ['LOG_2PI', 'BATCHNORM_MOMENTUM', 'PRIORS', 'PRIOR_ALIASES', 'Prior', 'gaussian_log_density', 'StandardNormalPrior',
-           'LeakySiLU', 'NormalizedPrior', 'NeuralPrior', 'FactorizedNeuralPrior', 'GaussianMixturePrior',
-           'PriorConfig']
+__all__ = ['NOISE_KINDS', 'LOG_2PI', 'BATCHNORM_MOMENTUM', 'PRIORS', 'PRIOR_ALIASES', 'Prior', 'gaussian_log_density',
+           'StandardNormalPrior', 'LeakySiLU', 'NormalizedPrior', 'NeuralPrior', 'FactorizedNeuralPrior',
+           'GaussianMixturePrior', 'PriorConfig']
 
 # %% ../nbs/02_priors.ipynb #f87de53b
+NOISE_KINDS = ('normal', 'uniform')
+
 class Prior(nn.Module):
     "Base class of latent priors: `sample(n)` gives (n, z_dim) reparameterised samples."
     def __init__(self,
@@ -41,11 +43,16 @@ class Prior(nn.Module):
 
     def noise(self,
               n:int, # number of samples
+              kind:Literal['normal', 'uniform']='normal', # 'uniform': on [-√3, √3], unit variance
              )->Tensor:
-        "Standard normal noise ε of shape (n, z_dim) on the prior's device and dtype."
+        "Noise ε of shape (n, z_dim), standard normal or uniform, on the prior's device and dtype."
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"number of samples must be a positive integer, got {n!r}")
-        return torch.randn(n, self.z_dim, device=self._anchor.device, dtype=self._anchor.dtype)
+        if kind not in NOISE_KINDS:
+            raise ValueError(f"noise kind must be one of {NOISE_KINDS}, got {kind!r}")
+        like = dict(device=self._anchor.device, dtype=self._anchor.dtype)
+        if kind == 'normal': return torch.randn(n, self.z_dim, **like)
+        return (torch.rand(n, self.z_dim, **like) - 0.5) * math.sqrt(12)
 
     def sample(self,
                n:int, # number of samples
@@ -99,9 +106,11 @@ class NormalizedPrior(Prior):
     def __init__(self,
                  z_dim:int, # latent dimension L
                  momentum:float=BATCHNORM_MOMENTUM, # BatchNorm running-statistics momentum
+                 noise:Literal['normal', 'uniform']='normal', # the noise ε that h transforms
                 ):
         super().__init__(z_dim)
         self.bn = nn.BatchNorm1d(z_dim, affine=False, momentum=momentum)
+        self.noise_kind = noise
 
     def raw_sample(self,
                    n:int, # number of samples
@@ -128,14 +137,15 @@ class NeuralPrior(NormalizedPrior):
         hidden_ratio:int=4, # hidden width = hidden_ratio·L
         negative_slope:float=0.2, # LeakySiLU slope
         momentum:float=BATCHNORM_MOMENTUM, # BatchNorm running-statistics momentum
+        noise:Literal['normal', 'uniform']='normal', # ε: standard normal (official) or uniform
     ):
-        super().__init__(z_dim, momentum)
+        super().__init__(z_dim, momentum, noise)
         h = hidden_ratio * z_dim
         act = lambda: LeakySiLU(negative_slope)
         self.net = nn.Sequential(nn.Linear(z_dim, h), act(), nn.Linear(h, h), act(),
                                  nn.Linear(h, h), act(), nn.Linear(h, z_dim))
 
-    def raw_sample(self, n:int)->Tensor: return self.net(self.noise(n))
+    def raw_sample(self, n:int)->Tensor: return self.net(self.noise(n, self.noise_kind))
 
 # %% ../nbs/02_priors.ipynb #fba31103
 class FactorizedNeuralPrior(NormalizedPrior):
@@ -146,8 +156,9 @@ class FactorizedNeuralPrior(NormalizedPrior):
         hidden_ratio:int=4, # hidden width of each coordinate's MLP
         negative_slope:float=0.2, # LeakySiLU slope
         momentum:float=BATCHNORM_MOMENTUM, # BatchNorm running-statistics momentum
+        noise:Literal['normal', 'uniform']='normal', # ε: standard normal (official) or uniform
     ):
-        super().__init__(z_dim, momentum)
+        super().__init__(z_dim, momentum, noise)
         L, h = z_dim, hidden_ratio * z_dim
         act = lambda: LeakySiLU(negative_slope)
         self.net = nn.Sequential(
@@ -156,7 +167,7 @@ class FactorizedNeuralPrior(NormalizedPrior):
             nn.Conv1d(h, h, 1, groups=L), act(), nn.Conv1d(h, L, 1, groups=L),
             nn.Flatten())
 
-    def raw_sample(self, n:int)->Tensor: return self.net(self.noise(n))
+    def raw_sample(self, n:int)->Tensor: return self.net(self.noise(n, self.noise_kind))
 
 # %% ../nbs/02_priors.ipynb #1af444ce
 class GaussianMixturePrior(NormalizedPrior):
@@ -262,10 +273,16 @@ class PriorConfig(Config):
         "of S_k); 'full': εᵀS_k, covariance S_kᵀS_k")
     momentum: float = param(
         BATCHNORM_MOMENTUM, 'BatchNorm running-statistics momentum (learned priors)', gt=0, le=1)
+    noise: Literal['normal', 'uniform'] = param(
+        'normal', "neural priors only: the noise ε, 'normal' (official) or 'uniform' on [-√3, √3]")
 
     def __post_init__(self):
         super().__post_init__()
         self.kind = PRIOR_ALIASES.get(self.kind, self.kind)
+        if self.noise != 'normal' and self.kind not in ('neural', 'factorized_neural'):
+            raise ValueError(f"noise={self.noise!r} is an option of the neural priors; the "
+                             f"{self.kind} prior draws normal noise: set kind to neural or "
+                             "factorized_neural, or noise to normal")
 
     def build(self,
               z_dim:int, # latent dimension L
@@ -275,4 +292,4 @@ class PriorConfig(Config):
         if self.kind == 'gm':
             return GaussianMixturePrior(z_dim, self.n_components, self.component_grad,
                                         self.temperature, self.covariance, self.momentum)
-        return PRIORS[self.kind](z_dim, momentum=self.momentum)
+        return PRIORS[self.kind](z_dim, momentum=self.momentum, noise=self.noise)
