@@ -8,13 +8,17 @@ batches, validation excluded) passes a budget. Each snapshot is then evaluated l
 dataset's cached feature net (`gwae.evaluation.ground_truth_features`, the same net for every model). Runs are
 independent subprocesses (`--jobs` at a time, 1 thread each) and are skipped when their results exist, so a stopped
 benchmark continues where it was. The load average is recorded: budgets are wall-clock, so a busy machine gives
-every model fewer steps, which is why all models of a table ran under the same conditions, interleaved.
+every model fewer steps, which is why the runs of one invocation are interleaved, each model under the same load. A
+run whose spec is unchanged keeps its committed result unless `--fresh` names its model; the header says when and on
+which processor each model's results were computed, so results kept from another machine are never mistaken for
+side-by-side ones.
 
 Writes bench/results/learning.md (mean ± std over seeds per dataset, budget and model), learning.json (every
 snapshot) and learning.png (each metric against minutes); runs go to bench/runs/learning/ (not committed).
 
     python bench/learning.py                                   # budgets 1 2 5 10 min, 3 seeds: about 6 h on 2 cores
     python bench/learning.py --budgets 1 2 4 --seeds 0 1 2     # shorter
+    python bench/learning.py --budgets 1 2 4 --fresh vae       # rerun the VAE, keep the others' committed results
     python bench/learning.py --quick                           # 10 s budgets, one seed, 3D Shapes; nothing written
 """
 from __future__ import annotations
@@ -96,7 +100,7 @@ def run_one(spec:dict)->dict:
                          feature_accuracy=gen['feature_accuracy'],
                          qz_scale=m.get('valid_qz_scale'), pz_scale=m.get('valid_pz_scale'),
                          eval_seconds=round(time.perf_counter() - t0, 1), **scores))
-    return dict(spec, rows=rows)
+    return dict(spec, processor=cpu_model(), rows=rows)
 
 # ---------------------------------------------------------------- the benchmark
 
@@ -127,6 +131,19 @@ def fit_feature_nets(datasets:list[str]):
         report = ground_truth_features(cfg.ground_truth(), settings.fid_train, settings.seed).report
         print(f"{name} feature net: held-out accuracy {report['accuracy']}, cached {report['cached']}")
 
+SPEC_KEYS = ('name', 'data_name', 'seed', 'budgets', 'model', 'batch_size', 'data')
+
+def restore(todo:list[dict], committed:Path)->int:
+    "Write back, as result.json, each committed result whose run is unchanged; the count restored."
+    if not committed.exists(): return 0
+    kept, n = {json.dumps([r[k] for k in SPEC_KEYS]): r for r in json.loads(committed.read_text())}, 0
+    for s in todo:
+        old, out = kept.get(json.dumps([s[k] for k in SPEC_KEYS])), Path(s['folder'])/'result.json'
+        if old is None or out.exists(): continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(dict(old, folder=s['folder']), indent=1)); n += 1
+    return n
+
 def run_all(todo:list[dict], jobs:int)->None:
     "Run the specs `jobs` at a time (each on one thread), skipping those with results."
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
@@ -149,14 +166,18 @@ def _mean_std(values:list[float])->str:
     if len(values) == 1: return f"{values[0]:.3g}"
     return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
 
-def written(todo:list[dict])->str:
-    "When each model's results were written (result.json times): results kept from an earlier run show here."
-    times = {}
-    for s in todo:
-        f = Path(s['folder'])/'result.json'
-        if f.exists(): times.setdefault(s['name'], []).append(f.stat().st_mtime)
-    def when(t): return time.strftime('%Y-%m-%d %H:%M', time.gmtime(t))
-    return '; '.join(f"{n} {when(min(v))}–{when(max(v))[-5:]} UTC" for n, v in times.items())
+def written(results:list[dict])->str:
+    "When and on which processor each model's results were computed: results kept from an earlier run show here."
+    times, cpus = {}, {}
+    for r in results:
+        if 'finished' in r: times.setdefault(r['name'], []).append(r['finished'])
+        cpus.setdefault(r['name'], set()).add(r['processor'])
+    def when(n):
+        v = times.get(n)
+        if not v: return 'earlier (time not recorded)'
+        fmt = lambda t: time.strftime('%Y-%m-%d %H:%M', time.gmtime(t))
+        return f"{fmt(min(v))}–{fmt(max(v))[-5:]} UTC"
+    return '; '.join(f"{n} {when(n)} on {', '.join(sorted(c))}" for n, c in cpus.items())
 
 def failures(todo:list[dict])->str:
     "Markdown list of the runs that stopped without results, each with the last line of its log."
@@ -223,17 +244,23 @@ def main(argv=None):
     p.add_argument('--jobs', type=int, default=2, help='runs at once (each on one thread)')
     p.add_argument('--runs', type=Path, default=ROOT/'bench/runs/learning')
     p.add_argument('--quick', action='store_true', help='10 s budgets, seed 0, 3D Shapes; nothing written')
+    p.add_argument('--fresh', nargs='*', metavar='MODEL',
+                   help='rerun these models (no name: all) instead of keeping the committed results of '
+                        'unchanged runs')
     p.add_argument('--one', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
         spec = json.loads(args.one)
-        result = run_one(spec)
+        result = dict(run_one(spec), finished=time.time())
         (Path(spec['folder'])/'result.json').write_text(json.dumps(result, indent=1))
         return
     if args.quick:
         args.budgets, args.seeds, args.datasets = [1 / 6], [0], ['shapes3d']
         args.runs = Path(os.environ.get('TMPDIR', '/tmp'))/f'gwae-learning-quick-{os.getpid()}'
     todo, load = specs(args), load_average()
+    if not args.quick and args.fresh != []:
+        keep = [s for s in todo if s['name'] not in (args.fresh or [])]
+        print(f"{restore(keep, ROOT/'bench/results/learning.json')} unchanged runs kept from the committed results")
     fit_feature_nets(args.datasets)
     run_all(todo, args.jobs)
     results = [json.loads((Path(s['folder'])/'result.json').read_text()) for s in todo
@@ -243,7 +270,8 @@ def main(argv=None):
             f"{cpu_model()} ({os.cpu_count()} logical CPUs), {args.jobs} runs at a time on 1 thread each; "
             f"load average {load:.2f} at the start, {min(loads, default=0):.2f}–{max(loads, default=0):.2f} "
             f"at the snapshots; {time.strftime('%Y-%m-%d')}, {len(results)} of {len(todo)} runs. Results written: "
-            f"{written(todo)} (a run is skipped while its result.json exists in --runs).\n\n"
+            f"{written(results)} (a run is skipped while its result.json exists in --runs, and an unchanged run "
+            "keeps its committed result unless --fresh names its model).\n\n"
             "Minutes: training clock (validation excluded). PSNR in dB on the validation images; MIG and DCI "
             f"disentanglement at evaluation.scale {EVALUATION['scale']} (estimates from "
             f"{int(10000 * EVALUATION['scale'])} codes, for comparing these runs); FID: 512 prior samples against "
