@@ -253,7 +253,9 @@ class FeatureNet(nn.Module):
             *_conv(in_channels, width), *_conv(width, 2 * width), *_conv(2 * width, 2 * width),
             nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(8 * width, n_features), nn.ReLU())
         self.heads = nn.ModuleList(nn.Linear(n_features, k) for k in n_classes)
-    def forward(self, x:Tensor)->list[Tensor]: return [h(self.features(x)) for h in self.heads]
+    def forward(self, x:Tensor)->list[Tensor]:
+        f = self.features(x)  # once for all the heads
+        return [h(f) for h in self.heads]
 
 # %% ../nbs/09b_evaluation.ipynb #8696583b
 @torch.enable_grad()  # also when called under `torch.no_grad`
@@ -282,8 +284,8 @@ def fit_feature_net(
     labels, # (N,) or (N, K) integer class labels: one head per column
     target_accuracy:float=0.95, # train longer until the mean held-out accuracy reaches this
     min_accuracy:float=0.9, # below this the features are not trusted (a warning, `trusted: False`)
-    epochs:int=8, # the first schedule's epochs (doubled up to `max_epochs` until the target is met)
-    max_epochs:int=32, # the longest schedule
+    epochs:int=16, # the first schedule's epochs (doubled up to `max_epochs` until the target)
+    max_epochs:int=64, # the longest schedule
     lr:float=5e-3, # the one-cycle peak learning rate
     batch_size:int=128, # minibatch size
     seed:int=0, # seeds the split, the initialisation and the shuffling
@@ -378,9 +380,11 @@ def feature_net_cache()->Path:
     "The folder of fitted feature nets: `$GWAE_CACHE/feature_nets`, `~/.cache/gwae` by default."
     return Path(os.environ.get('GWAE_CACHE', '~/.cache/gwae')).expanduser()/'feature_nets'
 
+_FEATURE_NET_VERSION = 2  # raised when the fitting changes: nets cached before are refitted
+
 def _feature_key(parts:list, *arrays)->str:
-    "A file name for a feature net: hash of `parts`, the torch version and the bytes of `arrays`."
-    h = hashlib.sha1(json.dumps([*parts, torch.__version__]).encode())
+    "A file name for a feature net: hash of `parts`, the versions and the bytes of `arrays`."
+    h = hashlib.sha1(json.dumps([*parts, _FEATURE_NET_VERSION, torch.__version__]).encode())
     for a in arrays: h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:20]
 
