@@ -285,7 +285,7 @@ def fit_feature_net(
     target_accuracy:float=0.95, # train longer until the mean held-out accuracy reaches this
     min_accuracy:float=0.9, # below this the features are not trusted (a warning, `trusted: False`)
     epochs:int=16, # the first schedule's epochs (doubled up to `max_epochs` until the target)
-    max_epochs:int=64, # the longest schedule
+    max_epochs:int=32, # the longest schedule
     lr:float=5e-3, # the one-cycle peak learning rate
     batch_size:int=128, # minibatch size
     seed:int=0, # seeds the split, the initialisation and the shuffling
