@@ -17,7 +17,8 @@ from torch import nn, Tensor
 
 from .core import Config, param
 from .gw import GWDistortion, latent_scale
-from .models import ExtraStep, OptimizerConfig, RepresentationModel, mmd, reparameterize
+from .models import (ExtraStep, Likelihood, OptimizerConfig, RepresentationModel, mmd,
+                         reparameterize)
 from .nets import PADDING_MODES, make_critic, make_decoder, make_encoder
 from .priors import PriorConfig
 
@@ -31,6 +32,9 @@ class GWAEConfig(Config):
     z_dim: int = param(64, 'latent dimension L', ge=1)
     prior: PriorConfig = param(PriorConfig(), 'the trainable latent prior (official: neural)')
     coef_w: float = param(1.0, 'λ_W, weight of the reconstruction term', ge=0)
+    likelihood: Likelihood = param(
+        'gaussian', "reconstruction term, summed over pixels: 'gaussian', the official "
+        "½‖x − x̂‖², or 'bernoulli', the cross-entropy of binary pixels (dSprites)")
     coef_d: float = param(1.0, 'λ_D, weight of the merged-condition (or MMD) term', ge=0)
     coef_entropy: float = param(0.03, 'λ_H, weight of the encoder entropy term', ge=0)
     coef_init: float = param(2.5, 'c0, initial latent distance coefficient', gt=0)
@@ -162,7 +166,8 @@ def loss(self:GWAE, x:Tensor)->dict:
     z_gen = self.prior_sample(B)
     x_gen = self.decode(z_gen)
     gw = self.gw(z_gen, x_gen)
-    rec = 0.5 * (x - x_rec).square().flatten(1).sum(1).mean()
+    rec = (0.5 * (x - x_rec).square() if cfg.likelihood == 'gaussian'
+           else F.binary_cross_entropy(x_rec, x, reduction='none')).flatten(1).sum(1).mean()
     if cfg.learned_similarity:
         rec = rec + 0.5 * (self.critic.x_net(x) - self.critic.x_net(x_rec)).square().sum(1).mean()
     entropy = -logvar.sum(1).mean()
