@@ -34,7 +34,6 @@ DATA = {  # the datasets, as run-config data sections (generated: nothing to dow
 }
 METRICS = ['psnr', 'mig.discrete_mig', 'dci_fast.disentanglement', 'fid']
 EVALUATION = dict(metrics=['mig', 'dci_fast'], scale=0.05, fid_samples=512)
-MIN_FEATURE_ACCURACY = 0.9  # gwae.evaluation.fit_feature_net's min_accuracy: trusted above it
 
 def quickstart()->dict:
     "The README's main job, configs/quickstart.yaml."
@@ -192,11 +191,14 @@ def failures(todo:list[dict])->str:
 
 def features_note(results:list[dict], data:str)->str:
     "A line on the FID's feature net for `data`: its held-out accuracy and whether FID can be trusted with it."
+    import inspect
+    from gwae.evaluation import fit_feature_net
+    trusted = inspect.signature(fit_feature_net).parameters['min_accuracy'].default
     acc = {row.get('feature_accuracy') for r in results if r['data_name'] == data for row in r['rows']} - {None}
     if not acc: return ''
     shown = ', '.join(f"{a:.3f}" for a in sorted(acc))
-    if min(acc) >= MIN_FEATURE_ACCURACY: return f"FID features: held-out accuracy {shown} on the factors.\n"
-    return (f"FID features: held-out accuracy {shown} on the factors, below {MIN_FEATURE_ACCURACY}: the feature "
+    if min(acc) >= trusted: return f"FID features: held-out accuracy {shown} on the factors.\n"
+    return (f"FID features: held-out accuracy {shown} on the factors, below {trusted}: the feature "
             "net tells these images apart only roughly, so read this column as a coarse ranking.\n")
 
 def table(results:list[dict])->str:

@@ -18,7 +18,7 @@ from torch import nn, Tensor
 from .core import Config, param
 from .gw import GWDistortion, latent_scale
 from .models import (ExtraStep, Likelihood, OptimizerConfig, RepresentationModel, mmd,
-                         reparameterize)
+                    reparameterize)
 from .nets import PADDING_MODES, make_critic, make_decoder, make_encoder
 from .priors import PriorConfig
 
