@@ -1,8 +1,9 @@
 """Quality per CPU-minute: GWAE (quickstart and official presets), VAE and β-VAE for equal wall-clock budgets.
 
 For each dataset (generated 3D Shapes and generated dSprites, 32 px), model and seed, one training run as long as the
-largest budget, on one CPU thread; its weights are saved whenever the training clock (wall time of the training
-batches, validation excluded) passes a budget. Each snapshot is then evaluated like a run folder
+largest budget, on one CPU thread (`gwae_quickstart` is each dataset's quickstart config: configs/quickstart.yaml on
+3D Shapes, configs/quickstart_dsprites.yaml on dSprites); its weights are saved whenever the training clock (wall time
+of the training batches, validation excluded) passes a budget. Each snapshot is then evaluated like a run folder
 (`gwae.runs.evaluate_model`, `disentanglement`, `generation_fid`): validation PSNR, MIG and DCI at
 `evaluation.scale`, and the Fréchet distance of 512 prior samples to 512 validation images in the features of the
 dataset's cached feature net (`gwae.evaluation.ground_truth_features`, the same net for every model). Runs are
@@ -35,24 +36,27 @@ DATA = {  # the datasets, as run-config data sections (generated: nothing to dow
 METRICS = ['psnr', 'mig.discrete_mig', 'dci_fast.disentanglement', 'fid']
 EVALUATION = dict(metrics=['mig', 'dci_fast'], scale=0.05, fid_samples=512)
 
-def quickstart()->dict:
-    "The README's main job, configs/quickstart.yaml."
+QUICKSTART = {'shapes3d': 'configs/quickstart.yaml', 'dsprites': 'configs/quickstart_dsprites.yaml'}
+
+def quickstart(data:str)->dict:
+    "The README's quickstart config of a dataset (the main job on 3D Shapes, its twin on dSprites)."
     import yaml
-    return yaml.safe_load((ROOT/'configs/quickstart.yaml').read_text())
+    return yaml.safe_load((ROOT/QUICKSTART[data]).read_text())
 
-def batch_size(name:str)->int:
+def batch_size(name:str, data:str)->int:
     "Training batch of a compared model: the quickstart's own, 64 (the official batch) for the others."
-    return quickstart()['train']['batch_size'] if name == 'gwae_quickstart' else 64
+    return quickstart(data)['train']['batch_size'] if name == 'gwae_quickstart' else 64
 
-def model_presets()->dict:
-    "Each compared model as a run-config model section."
+def model_presets(data:str)->dict:
+    "Each compared model on `data` as a run-config model section."
     return {
-        'gwae_quickstart': quickstart()['model'],
+        'gwae_quickstart': quickstart(data)['model'],
         'gwae_official': dict(name='gwae', z_dim=10, prior=dict(kind='factorized_neural')),
         'vae': dict(name='vae', z_dim=10, likelihood='bernoulli', optimizer=dict(name='adam', lr=1e-4)),
         'beta_vae': dict(name='beta_vae', z_dim=10, likelihood='bernoulli', beta=4.0,
                          optimizer=dict(name='adam', lr=1e-4)),
     }
+MODELS = list(model_presets('shapes3d'))
 
 # ---------------------------------------------------------------- one run (in its own subprocess)
 
@@ -106,11 +110,11 @@ def run_one(spec:dict)->dict:
 
 def specs(args)->list[dict]:
     "Every run of the benchmark, interleaved (seed, then dataset, then model) so each model sees the same load."
-    presets, out = model_presets(), []
+    out = []
     for seed, data, name in itertools.product(args.seeds, args.datasets, args.models):
         folder = args.runs/f'{data}-{name}-seed{seed}'
         out.append(dict(name=name, data_name=data, seed=seed, folder=str(folder), budgets=args.budgets,
-                        model=presets[name], batch_size=batch_size(name),
+                        model=model_presets(data)[name], batch_size=batch_size(name, data),
                         data=DATA[data]))
     return out
 
@@ -252,7 +256,7 @@ def main(argv=None):
     p.add_argument('--budgets', type=float, nargs='+', default=[1, 2, 5, 10], help='minutes')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--datasets', nargs='+', default=list(DATA), choices=list(DATA))
-    p.add_argument('--models', nargs='+', default=list(model_presets()), choices=list(model_presets()))
+    p.add_argument('--models', nargs='+', default=MODELS, choices=MODELS)
     p.add_argument('--jobs', type=int, default=2, help='runs at once (each on one thread)')
     p.add_argument('--runs', type=Path, default=ROOT/'bench/runs/learning')
     p.add_argument('--quick', action='store_true', help='10 s budgets, seed 0, 3D Shapes; nothing written')
