@@ -17,7 +17,7 @@ from torch import nn, Tensor
 
 from .core import Config, param
 from .gw import GWDistortion, latent_scale
-from .models import (ExtraStep, Likelihood, OptimizerConfig, RepresentationModel, mmd,
+from .models import (ExtraStep, Likelihood, OptimizerConfig, RepresentationModel, frozen, mmd,
                     reparameterize)
 from .nets import PADDING_MODES, make_critic, make_decoder, make_encoder
 from .priors import PriorConfig
@@ -168,20 +168,23 @@ def loss(self:GWAE, x:Tensor)->dict:
     gw = self.gw(z_gen, x_gen)
     rec = (0.5 * (x - x_rec).square() if cfg.likelihood == 'gaussian'
            else F.binary_cross_entropy(x_rec, x, reduction='none')).flatten(1).sum(1).mean()
-    if cfg.learned_similarity:
-        rec = rec + 0.5 * (self.critic.x_net(x) - self.critic.x_net(x_rec)).square().sum(1).mean()
     entropy = -logvar.sum(1).mean()
     logs = {}
-    if cfg.merged_condition:
-        if cfg.mixed_potential:
-            z_q = z.detach()
-            x_q = self.decode(z_q)
-            a = self._critic(x, z)
-            p = (self._critic(x_gen, z_gen) + self._critic(x_q, z_q)) / 2
-        else: a, p = self._score_pairs(x, z, x_gen, z_gen)
-        match = (p - a).mean()
-        logs = dict(score_inference=a.detach().mean(), score_generative=p.detach().mean())
-    else: match = mmd(z, z_gen, 'rbf', math.sqrt(self.z_dim / 2), unbiased=False)  # vaetc's kernel
+    with frozen(self.critic):  # trained by its own step only: no gradient for its weights here
+        if cfg.learned_similarity:
+            features = self.critic.x_net
+            rec = rec + 0.5 * (features(x) - features(x_rec)).square().sum(1).mean()
+        if cfg.merged_condition:
+            if cfg.mixed_potential:
+                z_q = z.detach()
+                x_q = self.decode(z_q)
+                a = self._critic(x, z)
+                p = (self._critic(x_gen, z_gen) + self._critic(x_q, z_q)) / 2
+            else: a, p = self._score_pairs(x, z, x_gen, z_gen)
+            match = (p - a).mean()
+            logs = dict(score_inference=a.detach().mean(), score_generative=p.detach().mean())
+        else:  # vaetc's kernel
+            match = mmd(z, z_gen, 'rbf', math.sqrt(self.z_dim / 2), unbiased=False)
     loss = gw + cfg.coef_w * rec + self.entropy_weight() * entropy + cfg.coef_d * match
     return dict(loss=loss, gw=gw, rec=rec, entropy=entropy, match=match, coef=self.gw.coef.detach(),
                 qz_scale=latent_scale(z.detach()), pz_scale=latent_scale(z_gen.detach()), **logs)

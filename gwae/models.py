@@ -7,6 +7,7 @@ Docs: https://gwae-dev.github.io/gwae/models.html.md"""
 # %% ../nbs/04_models.ipynb #d4e4218e
 from __future__ import annotations
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Sequence
 
@@ -20,10 +21,10 @@ from .nets import make_encoder, make_decoder
 from .priors import gaussian_log_density
 
 # %% auto #0
-__all__ = ['Likelihood', 'Kernel', 'IMQ_SCALES', 'OptimizerConfig', 'ExtraStep', 'reparameterize', 'RepresentationModel',
-           'check_model', 'extra_optimizers', 'build_optimizers', 'main_update', 'extra_updates', 'train_step',
-           'logit_decoder', 'model_nets', 'reconstruction_nll', 'gaussian_kl', 'prior_nll', 'kernel_matrix',
-           'infovae_rbf_scale', 'mmd']
+__all__ = ['Likelihood', 'Kernel', 'IMQ_SCALES', 'OptimizerConfig', 'ExtraStep', 'frozen', 'reparameterize',
+           'RepresentationModel', 'check_model', 'extra_optimizers', 'build_optimizers', 'main_update', 'extra_updates',
+           'train_step', 'logit_decoder', 'model_nets', 'reconstruction_nll', 'gaussian_kl', 'prior_nll',
+           'kernel_matrix', 'infovae_rbf_scale', 'mmd']
 
 # %% ../nbs/04_models.ipynb #64e3b9d7
 _OPTIMIZERS = dict(adam=torch.optim.Adam, adamw=torch.optim.AdamW, rmsprop=torch.optim.RMSprop,
@@ -67,6 +68,19 @@ class ExtraStep:
         if not self.params: raise ValueError(f"extra step {self.name!r} has no parameters")
         if self.n_steps < 1:
             raise ValueError(f"extra step {self.name!r}: n_steps must be >= 1, got {self.n_steps}")
+
+# %% ../nbs/04_models.ipynb #2983b18d
+@contextmanager
+def frozen(
+    module:nn.Module|None, # the network to call without weight gradients; `None`: nothing to freeze
+):
+    "Record calls to `module` without gradients for its parameters; its inputs still get theirs."
+    params = [] if module is None else [p for p in module.parameters() if p.requires_grad]
+    for p in params: p.requires_grad_(False)
+    try: yield module
+    finally:
+        for p in params: p.requires_grad_(True)
+
 
 # %% ../nbs/04_models.ipynb #66aa4468
 def reparameterize(
