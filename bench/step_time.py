@@ -69,7 +69,7 @@ def _table(rows:list, a, load0, load1, seconds:float)->str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--steps', type=int, default=5, help='timed steps (median)')
+    ap.add_argument('--steps', type=int, default=11, help='timed steps (median; fewer swing by 10 %% between runs)')
     ap.add_argument('--warmup', type=int, default=2, help='untimed steps first')
     ap.add_argument('--threads', type=int, nargs='+', default=[1, 2])
     ap.add_argument('--variants', nargs='+', default=list(VARIANTS), choices=list(VARIANTS))
