@@ -20,7 +20,7 @@ from .core import Config, param
 from .nets import mlp
 from .priors import gaussian_log_density
 from .models import (ExtraStep, Kernel, Likelihood, OptimizerConfig, RepresentationModel,
-                         gaussian_kl, infovae_rbf_scale, mmd, model_nets, prior_nll,
+                         frozen, gaussian_kl, infovae_rbf_scale, mmd, model_nets, prior_nll,
                          reconstruction_nll, reparameterize)
 
 # %% auto #0
@@ -195,7 +195,8 @@ class FactorVAE(VAE):
 
     def objective(self, rec, kl, mu, logvar, z):
         self._main_codes = z.detach()  # what the discriminator learns from after this step
-        tc = density_ratio_tc(self.discriminator, z)
+        with frozen(self.discriminator):  # its own step trains it
+            tc = density_ratio_tc(self.discriminator, z)
         return dict(loss=rec + kl + self.cfg.gamma * tc, rec=rec, kl=kl, tc=tc)
 
     def discriminator_codes(self, x:Tensor)->Tensor:
