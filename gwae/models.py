@@ -81,7 +81,6 @@ def frozen(
     finally:
         for p in params: p.requires_grad_(True)
 
-
 # %% ../nbs/04_models.ipynb #66aa4468
 def reparameterize(
     mu:Tensor, # (N, D) means
