@@ -16,8 +16,8 @@ from torch.nn.utils import spectral_norm
 
 # %% auto #0
 __all__ = ['PADDED_SIZE', 'PADDING_MODES', 'conv_plan', 'stage_channels', 'Crop2d', 'SigmoidInverse', 'ConvEncoder',
-           'ConvDecoder', 'mlp', 'MLPEncoder', 'MLPDecoder', 'sn', 'conv_critic_x_net', 'mlp_critic_x_net', 'Critic',
-           'make_encoder', 'make_decoder', 'make_critic']
+           'ConvDecoder', 'mlp', 'MLPEncoder', 'MLPDecoder', 'Conv2dTo1x1', 'sn', 'conv_critic_x_net',
+           'mlp_critic_x_net', 'Critic', 'make_encoder', 'make_decoder', 'make_critic']
 
 # %% ../nbs/03_nets.ipynb #f5193f29
 PADDED_SIZE = {28: 32}  # sides that are not powers of two, and the side they are padded to
@@ -203,6 +203,22 @@ class MLPDecoder(nn.Module):
         "Outputs (B, D) for latents (B, L)."
         return self.net(z)
 
+# %% ../nbs/03_nets.ipynb #31874ae4
+class Conv2dTo1x1(nn.Conv2d):
+    "`nn.Conv2d` that computes a 1×1 output whose window covers the input as a matrix product."
+    def _conv_forward(self, x:Tensor, weight:Tensor, bias:Tensor|None)->Tensor:
+        if not self._covers(x): return super()._conv_forward(x, weight, bias)
+        (p, q), (H, W) = self.padding, x.shape[-2:]
+        centre = weight[:, :, p:p + H, q:q + W]  # the part of the kernel that meets data
+        return F.linear(x.flatten(1), centre.flatten(1), bias)[..., None, None]
+
+    def _covers(self, x:Tensor)->bool:
+        "Whether `x` gives one output window holding every input pixel (zero padding, no groups)."
+        if x.ndim != 4 or self.groups != 1 or self.dilation != (1, 1): return False
+        if self.padding_mode != 'zeros' or isinstance(self.padding, str): return False
+        return all(0 <= n + 2 * p - k < s and n + p <= k for n, k, p, s in
+                   zip(x.shape[-2:], self.kernel_size, self.padding, self.stride))
+
 # %% ../nbs/03_nets.ipynb #0817c611
 def sn(
     layer:nn.Module, # a layer with a `weight`
@@ -221,8 +237,9 @@ def conv_critic_x_net(
     "The critic's image branch: spectral-norm stride-2 convolutions to 1×1, a linear map to `feat`."
     work, n = conv_plan(size, final=1)
     layers, c = _pad_to(size, work), channels
-    for o in stage_channels(n, width):
-        layers += [sn(nn.Conv2d(c, o, 4, 2, 1)), _lrelu()]
+    for i, o in enumerate(stage_channels(n, width)):
+        conv = Conv2dTo1x1 if i == n - 1 else nn.Conv2d  # the last stage: 2×2 to 1×1
+        layers += [sn(conv(c, o, 4, 2, 1)), _lrelu()]
         c = o
     return nn.Sequential(*layers, nn.Flatten(), sn(nn.Linear(c, feat)))
 

@@ -7,6 +7,7 @@ Docs: https://gwae-dev.github.io/gwae/test_utils.html.md"""
 # %% ../nbs/99_test_utils.ipynb #83d3709f
 from __future__ import annotations
 import io, math, pickle, struct, time, zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -22,6 +23,7 @@ from PIL import Image
 
 from .core import Config, param
 from .models import ExtraStep, OptimizerConfig, RepresentationModel, gaussian_kl, reparameterize
+from .nets import Conv2dTo1x1
 from .priors import (FactorizedNeuralPrior, GaussianMixturePrior, NeuralPrior,
                          StandardNormalPrior)
 from .dsprites import DSPRITES_LATENTS
@@ -33,8 +35,8 @@ from .runs import register_model
 # %% auto #0
 __all__ = ['CELEBA_ATTRS', 'TinyAEConfig', 'TinyAE', 'rounded', 'tiny_dls', 'BlobsConfig', 'blobs', 'blobs_dls', 'VectorsConfig',
            'vectors_dls', 'squares', 'SquaresConfig', 'squares_dls', 'Toy', 'RandomModel', 'ToyFactors',
-           'InterruptAfter', 'official_mmd', 'official_prior_sample', 'official_gwae_step', 'write_dsprites_fixture',
-           'write_shapes3d_fixture', 'write_omniglot_fixture', 'write_celeba_fixture']
+           'InterruptAfter', 'official_mmd', 'official_prior_sample', 'official_convolutions', 'official_gwae_step',
+           'write_dsprites_fixture', 'write_shapes3d_fixture', 'write_omniglot_fixture', 'write_celeba_fixture']
 
 # %% ../nbs/99_test_utils.ipynb #3538f004
 @dataclass
@@ -299,6 +301,18 @@ def _official_main_update(m, x, learned_similarity:bool, mixed_potential:bool,
     m.zero_grad(); loss.backward(); opt.step()
     return dict(loss=loss, gw=loss_gw, rec=loss_w, entropy=loss_q, match=loss_d)
 
+# %% ../nbs/99_test_utils.ipynb #1fb64e73
+@contextmanager
+def official_convolutions(
+    module:nn.Module, # a network, or a model holding networks
+):
+    "Within the block, every `Conv2dTo1x1` in `module` computes as the `nn.Conv2d` it is."
+    fast = [m for m in module.modules() if type(m) is Conv2dTo1x1]
+    for m in fast: m.__class__ = nn.Conv2d
+    try: yield module
+    finally:
+        for m in fast: m.__class__ = Conv2dTo1x1
+
 # %% ../nbs/99_test_utils.ipynb #bacda2ea
 def _official_critic_updates(m, x, mixed_potential:bool)->Tensor:
     "The critic half of the official step_batch: 5 updates of the critic; returns the last loss."
@@ -337,9 +351,10 @@ def official_gwae_step(
     merged_condition:bool=True, # match the codes with the critic (False: with the MMD, no critic)
 )->dict:
     "The official step_batch, written out naively, with its own optimisers (test oracle)."
-    out = _official_main_update(m, x, learned_similarity, mixed_potential, merged_condition)
-    if not merged_condition: return out
-    return dict(out, critic_loss=_official_critic_updates(m, x, mixed_potential))
+    with official_convolutions(m):
+        out = _official_main_update(m, x, learned_similarity, mixed_potential, merged_condition)
+        if not merged_condition: return out
+        return dict(out, critic_loss=_official_critic_updates(m, x, mixed_potential))
 
 # %% ../nbs/99_test_utils.ipynb #c1a1f04b
 class _Py2Pickler(pickle._Pickler):
