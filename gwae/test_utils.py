@@ -301,18 +301,6 @@ def _official_main_update(m, x, learned_similarity:bool, mixed_potential:bool,
     m.zero_grad(); loss.backward(); opt.step()
     return dict(loss=loss, gw=loss_gw, rec=loss_w, entropy=loss_q, match=loss_d)
 
-# %% ../nbs/99_test_utils.ipynb #1fb64e73
-@contextmanager
-def official_convolutions(
-    module:nn.Module, # a network, or a model holding networks
-):
-    "Within the block, every `Conv2dTo1x1` in `module` computes as the `nn.Conv2d` it is."
-    fast = [m for m in module.modules() if type(m) is Conv2dTo1x1]
-    for m in fast: m.__class__ = nn.Conv2d
-    try: yield module
-    finally:
-        for m in fast: m.__class__ = Conv2dTo1x1
-
 # %% ../nbs/99_test_utils.ipynb #bacda2ea
 def _official_critic_updates(m, x, mixed_potential:bool)->Tensor:
     "The critic half of the official step_batch: 5 updates of the critic; returns the last loss."
@@ -341,6 +329,18 @@ def _official_critic_updates(m, x, mixed_potential:bool)->Tensor:
         loss_disc = loss_logits + loss_gp * 10
         m.zero_grad(); loss_disc.backward(); critic_opt.step()
     return loss_disc
+
+# %% ../nbs/99_test_utils.ipynb #1fb64e73
+@contextmanager
+def official_convolutions(
+    module:nn.Module, # a network, or a model holding networks
+):
+    "Within the block, every `Conv2dTo1x1` in `module` computes as the `nn.Conv2d` it is."
+    fast = [m for m in module.modules() if type(m) is Conv2dTo1x1]
+    for m in fast: m.__class__ = nn.Conv2d
+    try: yield module
+    finally:
+        for m in fast: m.__class__ = Conv2dTo1x1
 
 # %% ../nbs/99_test_utils.ipynb #137d5f2b
 def official_gwae_step(
