@@ -30,7 +30,7 @@ def median_time(fn, reps:int, setup=None)->float:
     return float(np.median(ts))
 
 def gwae_step_seconds(reps:int=3)->float:
-    "Median seconds of one GWAE training step (the reference), on `STEP_THREADS` threads, timed in this run."
+    "Median seconds of one GWAE training step (the reference) on `STEP_THREADS` threads; leaves torch on one thread."
     from gwae.core import seed_everything
     from gwae.gwae import GWAE
     from gwae.models import build_optimizers, train_step

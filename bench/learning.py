@@ -1,7 +1,9 @@
 """Quality per CPU-minute: GWAE (quickstart and official presets), VAE and β-VAE for equal wall-clock budgets.
 
 The VAE and β-VAE use disentanglement_lib's Bernoulli reconstruction term; `vae_gaussian` is the VAE with the
-Gaussian term ½‖x − x̂‖² (vaetc's, and the term of GWAE's own objective on 3D Shapes). For each dataset (generated 3D Shapes and generated dSprites, 32 px), model and seed, one training run as long as the
+Gaussian term ½‖x − x̂‖² (vaetc's, and the term of GWAE's own objective on 3D Shapes).
+
+For each dataset (generated 3D Shapes and generated dSprites, 32 px), model and seed, one training run as long as the
 largest budget, on one CPU thread (`gwae_quickstart` is each dataset's quickstart config: configs/quickstart.yaml on
 3D Shapes, configs/quickstart_dsprites.yaml on dSprites); its weights are saved whenever the training clock (wall time
 of the training batches, validation excluded) passes a budget. Each snapshot is then evaluated like a run folder
