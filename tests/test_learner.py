@@ -38,8 +38,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
                              str(tmp_path / 'slow.yaml'), '--out', str(tmp_path / 'killed'), '--quiet', '--no-evaluate'],
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     ckpt, deadline = tmp_path / 'killed' / 'checkpoint.safetensors', time.time() + 60
+    def step_written():  # the checkpoint's step, or -1 while it cannot be read
+        # The trainer replaces the file while this process polls it, and safetensors opens it by name twice (header,
+        # then mapping), so one read can meet two versions: a race of this poll, not a damaged file.
+        try: return load_state(ckpt)['progress']['step']
+        except (FileNotFoundError, ValueError, RuntimeError): return -1
     while time.time() < deadline and proc.poll() is None:
-        if ckpt.exists() and load_state(ckpt)['progress']['step'] >= 19: break  # epoch 1 (16 steps/epoch), mid-epoch
+        if step_written() >= 19: break  # epoch 1 (16 steps/epoch), mid-epoch
         time.sleep(0.02)
     time.sleep(0.07)  # land between checkpoints
     proc.send_signal(signal.SIGKILL)
