@@ -175,11 +175,12 @@ def _mean_std(values:list[float])->str:
     return f"{statistics.mean(values):.3g} ± {statistics.stdev(values):.2g}"
 
 def written(results:list[dict])->str:
-    "When and on which processor each model's results were computed: results kept from an earlier run show here."
+    "When and on which processor each dataset's runs of each model were computed (kept results show here)."
     times, cpus = {}, {}
     for r in results:
-        if 'finished' in r: times.setdefault(r['name'], []).append(r['finished'])
-        cpus.setdefault(r['name'], set()).add(r['processor'])
+        key = f"{r['data_name']} {r['name']}"
+        if 'finished' in r: times.setdefault(key, []).append(r['finished'])
+        cpus.setdefault(key, set()).add(r['processor'])
     def when(n):
         v = times.get(n)
         if not v: return 'earlier (time not recorded)'
