@@ -153,13 +153,15 @@ def test_ground_truth_figures_follow_the_dci_importance(tmp_path, monkeypatch):
 
 def test_experiment_gwae_settings_are_the_quickstart_preset():
     # gwae.experiments ships a copy of configs/quickstart.yaml (the package has no configs/): they must not drift.
-    # Two documented differences: the committed experiments ran before the quickstart took the prior's uniform noise
-    # and the match weight coef_d 3 (official 1).
+    # Three documented differences: the committed experiments ran before the quickstart took the prior's uniform
+    # noise, the match weight coef_d 3 (official 1) and the entropy weight coef_entropy 0.3 (the experiments' 0.1).
     from gwae.experiments import DISENTANGLEMENT_MODELS
     quick = RunConfig.from_yaml(ROOT / 'configs' / 'quickstart.yaml')
     model, batch = DISENTANGLEMENT_MODELS['gwae_fnp']
     experiment = RunConfig.from_dict(dict(model=model, data=quick.data)).model
     assert quick.model['prior']['noise'] == 'uniform' and experiment['prior']['noise'] == 'normal'
     assert quick.model['coef_d'] == 3.0 and experiment['coef_d'] == 1.0
-    assert experiment == {**quick.model, 'prior': {**quick.model['prior'], 'noise': 'normal'}, 'coef_d': 1.0}
+    assert quick.model['coef_entropy'] == 0.3 and experiment['coef_entropy'] == 0.1
+    assert experiment == {**quick.model, 'prior': {**quick.model['prior'], 'noise': 'normal'}, 'coef_d': 1.0,
+                          'coef_entropy': 0.1}
     assert batch == quick.train.batch_size
